@@ -1,0 +1,1 @@
+"""Pure FHIR knowledge: resource types, validation, search parameters, bundles, outcomes."""

@@ -1,0 +1,43 @@
+"""One settings object, read from `FHIR_SCHEDULER_*` environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Deployment settings; every field is documented in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="FHIR_SCHEDULER_", extra="ignore")
+
+    store_url: str = "sqlite:///./data/fhir-scheduler.db"
+    data_dir: Path = Path("./data")
+    base_url: str = "http://127.0.0.1:8080/fhir"
+    capability_dir: Path = REPO_ROOT / "capability"
+    profiles_dir: Path = REPO_ROOT / "profiles"
+    log_level: str = "INFO"
+    mongo_timeout_ms: int = 5000
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "mongodb://", "mongodb+srv://")):
+            raise ValueError("store_url must start with sqlite://, mongodb:// or mongodb+srv://")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

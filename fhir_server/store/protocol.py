@@ -1,0 +1,123 @@
+"""The `Store` port: what services need from persistence, and nothing FHIR-REST specific.
+
+Every resource is a chain of versions. A write appends version `n+1` only if the current
+version is still `n` (`expected_version`, 0 = must not exist yet) and, optionally, the current
+resource still has given field values (`match`). That single primitive is the version-checked
+replace behind `If-Match` and the conditional update behind slot claims: on MongoDB it is one
+`update_one` filtered on the expected state, on SQLite one guarded `UPDATE`.
+
+Adapters: `sqlite.py` (embedded default) and `mongo.py` (production). Both pass
+`tests/integration/store_contract/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from fhir_server.fhir.search.model import IndexEntry, StoreQuery
+
+JsonScalar = str | int | float | bool | None
+HistoryMethod = Literal["POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One stored version. `body` is the resource's JSON (with `meta`) exactly as served."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    method: HistoryMethod
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionWrite:
+    """A new version to append; `body is None` records a deletion (a tombstone)."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    method: HistoryMethod
+    body: bytes | None
+    index: tuple[IndexEntry, ...] = ()
+    expected_version: int = 0
+    match: Mapping[str, JsonScalar] = field(default_factory=dict)
+
+    @property
+    def deleted(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """The current resources on one page of a search, and the total when it was asked for."""
+
+    resources: list[StoredResource]
+    total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Versions newest first, and how many versions match in all."""
+
+    versions: list[StoredResource]
+    total: int
+
+
+class WriteConflict(Exception):
+    """A write's expectation failed: the version moved on or `match` no longer holds."""
+
+    def __init__(self, resource_type: str, id: str, expected_version: int,
+                 actual_version: int | None) -> None:
+        self.resource_type = resource_type
+        self.id = id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"{resource_type}/{id}: expected version {expected_version}, found {actual_version}")
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence of versioned FHIR resources with extracted search indexes."""
+
+    async def open(self) -> None:
+        """Connect and create tables/collections and indexes, idempotently."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def ping(self) -> None:
+        """Raise `fhir_server.fhir.errors.StoreUnavailable` unless the store answers."""
+
+    async def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """The current version (possibly a deletion tombstone), or None if never written."""
+
+    async def read_version(self, resource_type: str, id: str,
+                           version_id: int) -> StoredResource | None:
+        """One historical version, or None."""
+
+    async def commit(self, writes: Sequence[VersionWrite]) -> list[StoredResource]:
+        """Append every write or none: raise `WriteConflict` if any expectation fails.
+
+        A single write is one atomic conditional update. Several writes (a transaction
+        Bundle) are all-or-nothing as seen by readers once this returns or raises.
+        """
+
+    async def search(self, query: StoreQuery) -> SearchPage:
+        """Current, non-deleted resources matching the query, sorted and paged."""
+
+    async def history(self, resource_type: str | None, id: str | None, *,
+                      since: datetime | None = None, offset: int = 0,
+                      limit: int = 50) -> HistoryPage:
+        """Versions of one resource, one type (id None) or the whole system (both None)."""
+
+    async def read_many(self, resource_type: str, ids: Sequence[str]) -> list[StoredResource]:
+        """Current non-deleted versions of the given ids (for `_include`); missing ids are skipped."""
