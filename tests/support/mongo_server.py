@@ -1,0 +1,1 @@
+"""Placeholder replaced by the MongoDB test-server fixture (see issue 3)."""
