@@ -21,7 +21,8 @@ PLANNING_DAYS = 28
 
 SNOMED = "http://snomed.info/sct"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
-MRN_SYSTEM = "http://riverside-clinic.example.org/fhir/sid/mrn"
+CLINIC_DOMAIN = "riverside-clinic.example.org"
+MRN_SYSTEM = f"http://{CLINIC_DOMAIN}/fhir/sid/mrn"
 # Where each Schedule says which wall clock its hours are in (IANA zone).
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
 PHYSICAL_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/location-physical-type"
@@ -116,7 +117,7 @@ def make_organization() -> dict:
                               "code": "prov", "display": "Healthcare Provider"}]}],
         "name": "Riverside Family & Specialty Clinic",
         "alias": ["Riverside Clinic"],
-        "telecom": contact_points("+1-617-555-0100", "frontdesk@riverside-clinic.example.org"),
+        "telecom": contact_points("+1-617-555-0100", f"frontdesk@{CLINIC_DOMAIN}"),
         "address": [clinic_address()],
     }
 
@@ -148,7 +149,7 @@ def make_device() -> dict:
     return {
         "resourceType": "Device",
         "id": "ecg-machine-1",
-        "identifier": [{"system": "http://riverside-clinic.example.org/fhir/sid/asset-tag",
+        "identifier": [{"system": f"http://{CLINIC_DOMAIN}/fhir/sid/asset-tag",
                         "value": "RC-ECG-0001"}],
         "status": "active",
         "manufacturer": "CardioTrace Medical",
@@ -173,7 +174,7 @@ def make_healthcare_service(service_id: str, name: str, service_type: tuple, spe
         "location": [ref("Location", room_id)],
         "name": name,
         "comment": comment,
-        "telecom": contact_points("+1-617-555-0100", "appointments@riverside-clinic.example.org"),
+        "telecom": contact_points("+1-617-555-0100", f"appointments@{CLINIC_DOMAIN}"),
         "appointmentRequired": True,
         "availableTime": working_hours(),
         "availabilityExceptions": "Closed on US federal holidays.",
@@ -189,7 +190,7 @@ def make_practitioner(staff: StaffMember) -> dict:
         "name": [{"use": "official", "family": staff.family, "given": [staff.given],
                   "prefix": ["Dr."], "suffix": ["MD"]}],
         "telecom": contact_points(
-            staff.phone, f"{staff.given.lower()}.{staff.family.lower()}@riverside-clinic.example.org"
+            staff.phone, f"{staff.given.lower()}.{staff.family.lower()}@{CLINIC_DOMAIN}"
         ),
         "gender": staff.gender,
     }
