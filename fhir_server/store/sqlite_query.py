@@ -1,9 +1,10 @@
 """Compile a typed `StoreQuery` into SQLite SQL over the index tables of `sqlite.py`.
 
-Each predicate becomes `r.id IN (SELECT id FROM idx_... WHERE type = ? AND param = ? ...)`:
-the same meaning as a correlated `EXISTS`, but the subquery is not correlated, so SQLite runs
-it once through the `(type, param, value...)` index and probes `resources` by primary key,
-instead of scanning every resource of the type and probing the index per row.
+A clause becomes `r.id IN (SELECT id FROM idx_... WHERE type = ? AND param = ? ... UNION ALL
+...)`, one SELECT per OR-ed predicate, and `NOT IN` when negated: the same meaning as
+correlated `EXISTS` subqueries, but not correlated, so SQLite runs each once through its
+`(type, param, value...)` index and probes `resources` by primary key, instead of scanning
+every resource of the type and probing the index tables per row.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class Sql:
 def compile_search(query: StoreQuery) -> tuple[Sql, Sql]:
     """The page query and the count query of a search (the count is run only when asked)."""
     where = compile_where(query)
-    order = compile_order(query.sort)
+    # With a positive clause the matching ids drive the plan; an ORDER BY the planner could
+    # serve from `resources_type_updated` would tempt it to walk every resource of the type.
+    driven = any(clause.any_of and not clause.negate for clause in query.where)
+    order = compile_order(query.sort, ids_drive=driven)
     page = Sql(
         f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE {where.text} "
         f"ORDER BY {order.text} LIMIT ? OFFSET ?",
@@ -68,22 +72,21 @@ def compile_where(query: StoreQuery) -> Sql:
 
 
 def _compile_clause(resource_type: str, clause: Clause) -> Sql:
-    """Predicates OR-ed; a negated clause also holds for resources with no entry at all."""
+    """`r.id [NOT] IN` the union of each predicate's ids (NOT also keeps resources lacking it)."""
     if not clause.any_of:
         return Sql("1" if clause.negate else "0")
     compiled = [_compile_predicate(resource_type, p) for p in clause.any_of]
-    text = " OR ".join(c.text for c in compiled)
+    union = " UNION ALL ".join(c.text for c in compiled)
     params = tuple(p for c in compiled for p in c.params)
-    return Sql(f"NOT ({text})" if clause.negate else f"({text})", params)
+    return Sql(f"r.id {'NOT IN' if clause.negate else 'IN'} ({union})", params)
 
 
 def _compile_predicate(resource_type: str, predicate: Predicate) -> Sql:
-    """One predicate as membership of `r.id` in the ids its index table yields."""
+    """One predicate as a query of the (never NULL) ids of the resources it matches."""
     if isinstance(predicate, IdMatch):
         if not predicate.ids:
-            return Sql("0")
-        marks = ", ".join("?" for _ in predicate.ids)
-        return Sql(f"r.id IN ({marks})", tuple(predicate.ids))
+            return Sql("SELECT '' WHERE 0")
+        return Sql(" UNION ALL ".join("SELECT ?" for _ in predicate.ids), tuple(predicate.ids))
     if isinstance(predicate, TokenMatch):
         table, conditions = "idx_token", _token_conditions(predicate)
     elif isinstance(predicate, ReferenceMatch):
@@ -96,7 +99,7 @@ def _compile_predicate(resource_type: str, predicate: Predicate) -> Sql:
         raise TypeError(f"unsupported predicate: {predicate!r}")
     texts = ["type = ?", "param = ?", *(c.text for c in conditions)]
     params = (resource_type, predicate.param, *(p for c in conditions for p in c.params))
-    return Sql(f"r.id IN (SELECT id FROM {table} WHERE {' AND '.join(texts)})", params)
+    return Sql(f"SELECT id FROM {table} WHERE {' AND '.join(texts)}", params)
 
 
 def _token_conditions(match: TokenMatch) -> list[Sql]:
@@ -170,10 +173,15 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
-def compile_order(sort: tuple[SortKey, ...]) -> Sql:
-    """The sort keys in order, then `id` so pages are stable; default is oldest first."""
+def compile_order(sort: tuple[SortKey, ...], *, ids_drive: bool = False) -> Sql:
+    """The sort keys in order, then `id` so pages are stable; default is oldest first.
+
+    `ids_drive` writes `+r.last_updated` (not a bare column) so SQLite will not use an index
+    to produce that order and instead starts from the ids the clauses select.
+    """
+    updated = "+r.last_updated" if ids_drive else "r.last_updated"
     if not sort:
-        return Sql("r.last_updated, r.id")
+        return Sql(f"{updated}, r.id")
     terms: list[str] = []
     params: list[SqlParam] = []
     for key in sort:
@@ -181,7 +189,7 @@ def compile_order(sort: tuple[SortKey, ...]) -> Sql:
         if key.kind == "id":
             terms.append(f"r.id {direction}")
         elif key.kind == "lastUpdated":
-            terms.append(f"r.last_updated {direction}")
+            terms.append(f"{updated} {direction}")
         else:
             table, ascending, descending = _SORT_SOURCES[key.kind]
             aggregate = descending if key.descending else ascending
