@@ -134,6 +134,7 @@ class SqliteStore:
             return
         if self.path != ":memory:" and not self.path.startswith("file:"):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = None
         try:
             connection = sqlite3.connect(self.path, isolation_level=None,
                                          check_same_thread=False)
@@ -143,6 +144,8 @@ class SqliteStore:
             connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA} "
                                      f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error as exc:
+            if connection is not None:
+                connection.close()
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._connection = connection
 
@@ -200,7 +203,8 @@ class SqliteStore:
                     self._check_expectations(db, write)
                     self._append(db, write)
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may already have rolled back, e.g. on a full disk
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         return [_stored_from_write(write) for write in writes]
@@ -215,7 +219,8 @@ class SqliteStore:
                 total = (db.execute(count_sql.text, count_sql.params).fetchone()[0]
                          if query.with_total else None)
             finally:
-                db.execute("COMMIT")
+                if db.in_transaction:
+                    db.execute("COMMIT")
         return SearchPage(resources=[_stored(row) for row in rows], total=total)
 
     async def history(self, resource_type: str | None, id: str | None, *,
@@ -244,7 +249,8 @@ class SqliteStore:
                 total = db.execute(f"SELECT COUNT(*) FROM versions WHERE {where}",
                                    params).fetchone()[0]
             finally:
-                db.execute("COMMIT")
+                if db.in_transaction:
+                    db.execute("COMMIT")
         return HistoryPage(versions=[_stored(row) for row in rows], total=total)
 
     def query_plan(self, query: StoreQuery) -> list[str]:

@@ -105,16 +105,18 @@ async def test_a_differing_match_field_is_refused_and_writes_nothing(store: Stor
     await assert_absent_from_search(store, "Slot", "busy-tentative")
 
 
-async def test_match_on_nested_paths_and_absent_fields(store: Store) -> None:
-    await put(store, "Slot", "s1", status="free")
+async def test_match_on_nested_paths_absent_fields_and_booleans(store: Store) -> None:
+    await put(store, "Slot", "s1", status="free", overbooked=False)
 
     with pytest.raises(WriteConflict):
         await store.commit([version("Slot", "s1", 2, match={"meta.versionId": "7"})])
     with pytest.raises(WriteConflict):
         await store.commit([version("Slot", "s1", 2, match={"status": None})])
+    with pytest.raises(WriteConflict):
+        await store.commit([version("Slot", "s1", 2, match={"overbooked": True})])
     [written] = await store.commit([version(
-        "Slot", "s1", 2, match={"meta.versionId": "1", "status": "free", "comment": None},
-        status="busy")])
+        "Slot", "s1", 2, status="busy",
+        match={"meta.versionId": "1", "status": "free", "comment": None, "overbooked": False})])
 
     assert written.version_id == 2
     current = await store.read("Slot", "s1")
