@@ -157,9 +157,12 @@ class SqliteStore:
                 self._connection = None
 
     async def ping(self) -> None:
-        """Raise `StoreUnavailable` unless a query answers."""
+        """Raise `StoreUnavailable` unless a query answers (a corrupt file counts as down)."""
         with self._session() as db:
-            db.execute("SELECT 1 FROM resources LIMIT 1").fetchall()
+            try:
+                db.execute("SELECT 1 FROM resources LIMIT 1").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
     async def read(self, resource_type: str, id: str) -> StoredResource | None:
         """The current version, tombstones included."""

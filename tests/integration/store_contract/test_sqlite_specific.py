@@ -160,6 +160,19 @@ async def test_ping_answers_when_open_and_raises_when_closed(sqlite_store: Sqlit
         await sqlite_store.read("Slot", "s1")
 
 
+async def test_opening_a_file_that_is_not_a_database_reports_it_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    await store.close()
+    path.write_bytes(b"not a database" * 512)
+    for suffix in ["-wal", "-shm"]:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+
+
 async def test_connections_on_one_file_claim_a_slot_exactly_once(
         sqlite_store: SqliteStore) -> None:
     await put(sqlite_store, "Slot", "s1", status="free")
