@@ -99,8 +99,13 @@ class SearchParameterRegistry:
         definition = None if reason else _definition(resource)
         if definition is not None and definition.code != "_id":
             try:
-                self._evaluators[definition.url] = fhirpathpy.compile(definition.fhirpath, model)
-            except Exception as exc:  # fhirpathpy raises assorted errors on what it cannot parse
+                evaluator = fhirpathpy.compile(definition.fhirpath, model)
+                # fhirpathpy parses leniently and reports unknown functions or bad arity only
+                # when evaluating, so probe each base once with an empty resource.
+                for base in definition.base:
+                    evaluator({"resourceType": "Basic" if base in COMMON_BASES else base})
+                self._evaluators[definition.url] = evaluator
+            except Exception as exc:  # fhirpathpy raises assorted, untyped errors
                 reason = f"fhirpathpy cannot compile {definition.fhirpath!r}: {exc}"
         if reason or definition is None:
             self._excluded[url or code] = reason or "invalid definition"
