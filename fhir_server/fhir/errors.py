@@ -109,3 +109,15 @@ class StoreUnavailable(FhirError):
     """The store cannot be reached (503)."""
 
     default_code = "transient"
+
+
+class UnsupportedMediaType(FhirError):
+    """The request body is not FHIR JSON (415)."""
+
+    default_code = "not-supported"
+
+
+class NotAcceptable(FhirError):
+    """The client asked for a format the server does not produce, e.g. XML (406)."""
+
+    default_code = "not-supported"

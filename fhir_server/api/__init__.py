@@ -1,0 +1,1 @@
+"""HTTP edge: FastAPI routers that parse requests, call services and render FHIR."""

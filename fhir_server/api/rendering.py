@@ -1,0 +1,41 @@
+"""Turn stored versions and write results into FHIR HTTP responses with the right headers."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from fhir_server.api.request_parsing import ReturnPreference
+from fhir_server.api.responses import empty, fhir_bytes, fhir_json
+from fhir_server.fhir.instants import http_date
+from fhir_server.fhir.outcome import information
+from fhir_server.store.protocol import StoredResource
+
+
+def version_headers(stored: StoredResource) -> dict[str, str]:
+    """ETag and Last-Modified of a version."""
+    return {"ETag": f'W/"{stored.version_id}"', "Last-Modified": http_date(stored.last_updated)}
+
+
+def location(base_url: str, stored: StoredResource) -> str:
+    """The versioned URL of a version, for the Location header."""
+    return f"{base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+
+
+def resource_response(stored: StoredResource, *, status: int = 200) -> Response:
+    """A stored version, served as stored."""
+    return fhir_bytes(stored.body or b"{}", status=status, headers=version_headers(stored))
+
+
+def write_response(stored: StoredResource, *, created: bool, base_url: str,
+                   preference: ReturnPreference) -> Response:
+    """201/200 after a write, shaped by `Prefer: return`."""
+    status = 201 if created else 200
+    headers = version_headers(stored)
+    headers["Location"] = location(base_url, stored)
+    if preference == "minimal":
+        return empty(status, headers)
+    if preference == "OperationOutcome":
+        verb = "created" if created else "updated"
+        return fhir_json(information(f"{stored.resource_type}/{stored.id} {verb}, version "
+                                     f"{stored.version_id}"), status=status, headers=headers)
+    return fhir_bytes(stored.body or b"{}", status=status, headers=headers)

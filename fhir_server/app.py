@@ -1,0 +1,83 @@
+"""The ASGI application: wiring of settings, store, search registry and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import orjson
+from fastapi import APIRouter, FastAPI
+
+from fhir_server import __version__
+from fhir_server.api import bundle, health, history, instance, metadata, search
+from fhir_server.api.errors import install_error_handlers
+from fhir_server.api.middleware import RequestIdMiddleware
+from fhir_server.fhir.capability import build_capability_statement
+from fhir_server.fhir.resource_types import SUPPORTED_TYPES
+from fhir_server.fhir.search.parameters import load_registry
+from fhir_server.services.conformance import load_conformance
+from fhir_server.services.context import FhirContext
+from fhir_server.settings import Settings, get_settings
+from fhir_server.store.factory import open_store_for_url
+from fhir_server.store.protocol import Store
+
+log = logging.getLogger("fhir_server")
+
+TYPE_INTERACTIONS = ("create", "read", "vread", "update", "patch", "delete",
+                     "history-instance", "history-type", "search-type")
+SYSTEM_INTERACTIONS = ("batch", "transaction", "history-system")
+
+
+def fhir_router() -> APIRouter:
+    """Every FHIR route, in match order: fixed paths before `{resource_type}/{id}`."""
+    router = APIRouter()
+    for module in (metadata, bundle, history, search, instance):
+        router.include_router(module.router)
+    return router
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the app; `store` lets tests hand in an adapter (it is opened and closed here)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = store or open_store_for_url(settings.store_url,
+                                             timeout_ms=settings.mongo_timeout_ms)
+        await active.open()
+        registry = load_registry(settings.capability_dir)
+        conformance = load_conformance(settings.capability_dir, settings.profiles_dir)
+        app.state.fhir = FhirContext(store=active, registry=registry, base_url=settings.base_url)
+        app.state.conformance = conformance
+        app.state.capability_statement = orjson.dumps(build_capability_statement(
+            template=conformance.capability_template, registry=registry,
+            resource_types=SUPPORTED_TYPES, type_interactions=TYPE_INTERACTIONS,
+            system_interactions=SYSTEM_INTERACTIONS,
+            operations=list(conformance.all_of("OperationDefinition")),
+            base_url=settings.base_url, version=__version__,
+            date=datetime.now(UTC).date().isoformat()))
+        log.info("fhir-scheduler %s serving %s on %s", __version__, settings.base_url,
+                 settings.store_url.split("@")[-1])
+        try:
+            yield
+        finally:
+            await active.close()
+
+    app = FastAPI(title="fhir-scheduler", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    prefix = _fhir_prefix(settings.base_url)
+    app.include_router(fhir_router(), prefix=prefix)
+    if prefix:  # transactions are posted to the base itself, without a trailing slash
+        app.add_api_route(prefix, bundle.process_bundle, methods=["POST"])
+    return app
+
+
+def _fhir_prefix(base_url: str) -> str:
+    """The path part of the base URL (`/fhir`), where the FHIR routes live."""
+    path = base_url.split("://", 1)[-1].partition("/")[2]
+    return "/" + path.strip("/") if path else ""

@@ -1,0 +1,75 @@
+"""The `fhir-scheduler` command: serve the API and load demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime
+
+import typer
+import uvicorn
+
+from fhir_server.fhir.errors import StoreUnavailable
+from fhir_server.fhir.search.parameters import load_registry
+from fhir_server.services.context import FhirContext
+from fhir_server.services.seeding import seed_demo, store_is_empty
+from fhir_server.settings import Settings, get_settings
+from fhir_server.store.factory import open_store_for_url
+
+app = typer.Typer(help="fhir-scheduler: a FHIR R4 appointment scheduling server.",
+                  no_args_is_help=True, add_completion=False)
+
+
+async def _seed(settings: Settings, *, only_if_empty: bool) -> int:
+    store = open_store_for_url(settings.store_url, timeout_ms=settings.mongo_timeout_ms)
+    await store.open()
+    try:
+        ctx = FhirContext(store=store, registry=load_registry(settings.capability_dir),
+                          base_url=settings.base_url)
+        if only_if_empty and not await store_is_empty(ctx):
+            return 0
+        now = datetime.now(UTC)
+        return await seed_demo(ctx, today=now.date(), now=now)
+    finally:
+        await store.close()
+
+
+def _run_seed(settings: Settings, *, only_if_empty: bool) -> int:
+    try:
+        return asyncio.run(_seed(settings, only_if_empty=only_if_empty))
+    except StoreUnavailable as error:
+        typer.echo(f"fhir-scheduler: store unavailable: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+          port: int = typer.Option(8080, help="TCP port."),
+          seed_if_empty: bool = typer.Option(False, help="Load the demo clinic into an empty store first."),
+          workers: int = typer.Option(1, help="Worker processes.")) -> None:
+    """Serve the FHIR API at the configured base URL."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if seed_if_empty:
+        created = _run_seed(settings, only_if_empty=True)
+        if created:
+            typer.echo(f"Loaded {created} demo resources.")
+    uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level=settings.log_level.lower(), access_log=False)
+
+
+@app.command()
+def seed() -> None:
+    """Load the demo clinic (organization, practitioners, rooms, device, patients, slots)."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    created = _run_seed(settings, only_if_empty=False)
+    typer.echo(f"Loaded {created} demo resources (existing ones were kept).")
+
+
+def main() -> None:
+    """Entry point for `python -m fhir_server`."""
+    app(sys.argv[1:])

@@ -1,0 +1,85 @@
+"""Build the CapabilityStatement from what the server implements.
+
+Resources, interactions, search parameters, includes and operations are derived from the
+routers and the search-parameter registry; the template in `capability/` only adds the
+descriptive parts. So the statement cannot advertise what the server does not do.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fhir_server.fhir.search.parameters import SearchParameterRegistry
+
+COMMON_PARAMS = frozenset({"_id", "_lastUpdated", "_tag", "_profile", "_security"})
+
+
+def build_capability_statement(*, template: dict[str, Any], registry: SearchParameterRegistry,
+                               resource_types: Sequence[str],
+                               type_interactions: Iterable[str],
+                               system_interactions: Iterable[str],
+                               operations: Iterable[dict[str, Any]], base_url: str,
+                               version: str, date: str) -> dict[str, Any]:
+    """The full statement; `operations` are the OperationDefinitions the server runs."""
+    statement = copy.deepcopy(template)
+    statement["date"] = date
+    statement["software"] = {**statement.get("software", {}), "version": version}
+    statement["implementation"] = {"description": "fhir-scheduler", "url": base_url}
+    rest = statement["rest"][0]
+    interactions = sorted(set(type_interactions))
+    rest["resource"] = [_resource(rt, registry, resource_types, interactions)
+                        for rt in resource_types]
+    rest["interaction"] = [{"code": code} for code in sorted(set(system_interactions))]
+    rest["searchParam"] = [_search_param(registry.get(resource_types[0], code))
+                           for code in sorted(COMMON_PARAMS & set(registry.for_type(resource_types[0])))]
+    rest["operation"] = [{"name": op["code"], "definition": op["url"]}
+                         for op in operations if op.get("system")]
+    for op in operations:
+        for resource in rest["resource"]:
+            if resource["type"] in op.get("resource", []) and (op.get("type") or op.get("instance")):
+                resource.setdefault("operation", []).append(
+                    {"name": op["code"], "definition": op["url"]})
+    return statement
+
+
+def _resource(resource_type: str, registry: SearchParameterRegistry,
+              resource_types: Sequence[str], interactions: list[str]) -> dict[str, Any]:
+    params = registry.for_type(resource_type)
+    references = sorted(code for code, p in params.items() if p.type == "reference")
+    return {
+        "type": resource_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        "interaction": [{"code": code} for code in interactions],
+        "versioning": "versioned",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchInclude": [f"{resource_type}:{code}" for code in references],
+        "searchRevInclude": _revincludes(resource_type, registry, resource_types),
+        "searchParam": [_search_param(params[code]) for code in sorted(params)
+                        if code not in COMMON_PARAMS],
+    }
+
+
+def _revincludes(target: str, registry: SearchParameterRegistry,
+                 resource_types: Sequence[str]) -> list[str]:
+    found = []
+    for source in resource_types:
+        for code, param in sorted(registry.for_type(source).items()):
+            if param.type == "reference" and (not param.targets or target in param.targets):
+                found.append(f"{source}:{code}")
+    return found
+
+
+def _search_param(param: Any) -> dict[str, Any]:
+    entry = {"name": param.code, "type": param.type}
+    if param.url:
+        entry["definition"] = param.url
+    if param.description:
+        entry["documentation"] = param.description
+    return entry
