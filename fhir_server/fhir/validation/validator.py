@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir_server.fhir.errors import InvalidRequest, Issue, ValidationFailed
+from fhir_server.fhir.errors import (
+    InvalidRequest,
+    Issue,
+    UnsupportedResourceType,
+    ValidationFailed,
+)
 from fhir_server.fhir.validation.bindings import binding_issues
 from fhir_server.fhir.validation.cardinality import cardinality_issues
 from fhir_server.fhir.validation.definitions import UnknownDefinition, resource_index
@@ -29,8 +34,8 @@ def collect_issues(resource: dict[str, Any], resource_type: str) -> list[Issue]:
     """All issues of a resource whose `resourceType` is already known to be `resource_type`."""
     try:
         index = resource_index(resource_type)
-    except UnknownDefinition as error:
-        raise InvalidRequest(str(error), expression="resourceType") from error
+    except UnknownDefinition as error:  # without a definition there is nothing to check against
+        raise UnsupportedResourceType(str(error), expression="resourceType") from error
     issues = structure_issues(resource, resource_type)
     issues.extend(identity_issues(resource, resource_type))
     for node in iter_nodes(index.root, resource):
