@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -81,6 +81,13 @@ def to_micros(moment: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """The UTC instant of epoch microseconds."""
     return _EPOCH + timedelta(microseconds=micros)
+
+
+def database_from_url(url: str) -> str | None:
+    """The database named in a MongoDB URL's path (`mongodb://hosts/db?opts`), without any I/O."""
+    after_scheme = url.partition("://")[2].partition("?")[0]
+    _, slash, path = after_scheme.partition("/")
+    return (unquote(path) or None) if slash else None
 
 
 def resource_key(resource_type: str, id: str) -> str:
@@ -160,17 +167,10 @@ class MongoStore:
     def __init__(self, url: str, *, database: str | None = None, timeout_ms: int = 5000) -> None:
         self.url = url
         self.timeout_ms = timeout_ms
-        self._database_name = database
+        self.database_name = database or database_from_url(url) or DEFAULT_DATABASE
         self._client: AsyncMongoClient[Document] | None = None
         # Credentials never reach error messages.
         self._where = re.sub(r"//[^@/]*@", "//", url)
-
-    @property
-    def database_name(self) -> str:
-        """The database in use: the argument, else the URL's path, else `fhir_scheduler`."""
-        if self._database_name is None:
-            raise StoreUnavailable("the MongoDB store is not open")
-        return self._database_name
 
     async def open(self) -> None:
         """Connect (once) and create every index idempotently; no listCollections needed."""
@@ -178,8 +178,6 @@ class MongoStore:
             client: AsyncMongoClient[Document] = AsyncMongoClient(
                 self.url, serverSelectionTimeoutMS=self.timeout_ms,
                 connectTimeoutMS=self.timeout_ms, tz_aware=True, tzinfo=UTC)
-            if self._database_name is None:
-                self._database_name = client.get_default_database(DEFAULT_DATABASE).name
             self._client = client
         try:
             with self._unavailable("creating indexes"):
@@ -271,6 +269,14 @@ class MongoStore:
                 versions = [_stored(doc) async for doc in cursor]
             total = await self._versions.count_documents(filter_)
         return HistoryPage(versions=versions, total=total)
+
+    async def query_plan(self, query: StoreQuery) -> Document:
+        """The server's `explain` of a search page, so tests and operators can see the index used."""
+        with self._unavailable("explain"):
+            cursor = self._resources.find(compile_filter(query), _PROJECTION,
+                                          sort=compile_sort(query.sort),
+                                          skip=max(query.offset, 0), limit=max(query.limit, 0))
+            return await cursor.explain()
 
     @property
     def _resources(self) -> AsyncCollection[Document]:
