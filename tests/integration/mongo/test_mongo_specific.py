@@ -7,15 +7,33 @@ from datetime import UTC, datetime
 import pytest
 from pymongo.errors import OperationFailure
 
-from fhir_server.fhir.search.model import Clause, StoreQuery, TokenEntry, TokenMatch
+from fhir_server.fhir.search.model import (
+    Clause,
+    StoreQuery,
+    StringEntry,
+    StringMatch,
+    TokenEntry,
+    TokenMatch,
+)
 from fhir_server.store.mongo import MongoStore, version_key
-from fhir_server.store.protocol import VersionWrite, WriteConflict
+from fhir_server.store.protocol import SearchPage, VersionWrite, WriteConflict
 
 from .conftest import slot_version
 
 pytestmark = pytest.mark.mongo
 
 FREE = (TokenEntry("status", None, "free"),)
+BUSY = (TokenEntry("status", None, "busy"),)
+
+
+def where_status(code: str) -> StoreQuery:
+    """Slots whose status token is `code`."""
+    return StoreQuery("Slot", (Clause((TokenMatch("status", None, code),)),))
+
+
+def ids(page: SearchPage) -> list[str]:
+    """The ids on a page, in order."""
+    return [r.id for r in page.resources]
 
 
 async def test_last_updated_reads_back_to_the_microsecond(store: MongoStore) -> None:
@@ -59,11 +77,45 @@ async def test_a_match_on_a_tombstone_is_a_conflict(store: MongoStore) -> None:
 
 async def test_the_slot_status_search_uses_the_token_index(store: MongoStore) -> None:
     await store.commit([slot_version("s1", 1, status="free", index=FREE)])
-    query = StoreQuery("Slot", (Clause((TokenMatch("status", None, "free"),)),))
-
     try:
-        plan = await store.query_plan(query)
+        plan = await store.query_plan(where_status("free"))
     except OperationFailure as exc:  # the jongodb test server has no `explain`
         pytest.skip(f"server cannot explain queries: {exc.code}")
 
     assert "type_token" in str(plan["queryPlanner"]["winningPlan"])
+
+
+async def test_a_failed_multi_write_commit_restores_the_resources_it_had_updated(
+        store: MongoStore) -> None:
+    await store.commit([slot_version("s1", 1, status="free", index=FREE),
+                        slot_version("taken", 1, status="busy", index=BUSY)])
+    booking = [slot_version("s1", 2, status="busy", match={"status": "free"}, index=BUSY),
+               slot_version("s2", 1, status="busy", index=BUSY),
+               slot_version("taken", 2, status="busy", match={"status": "free"}, index=BUSY)]
+
+    with pytest.raises(WriteConflict) as caught:
+        await store.commit(booking)
+
+    assert caught.value.id == "taken"
+    restored = await store.read("Slot", "s1")
+    assert restored is not None and restored.version_id == 1
+    assert await store.read("Slot", "s2") is None
+    assert await store.read_version("Slot", "s1", 2) is None
+    assert ids(await store.search(where_status("free"))) == ["s1"]
+    assert ids(await store.search(where_status("busy"))) == ["taken"]
+    [retried] = await store.commit([booking[0]])
+    assert retried.version_id == 2
+
+
+@pytest.mark.parametrize("value", ["a.b", "(x", "c+", "d*e", "[f]", "g|h", "^i", "j$", "k\\l"])
+async def test_string_search_treats_regex_metacharacters_literally(
+        store: MongoStore, value: str) -> None:
+    decoy = "zz" + value.replace(value[1], "Q") if len(value) > 1 else "zzQ"
+    await store.commit([
+        slot_version("hit", 1, status="free", index=(StringEntry("comment", value, value),)),
+        slot_version("miss", 1, status="free", index=(StringEntry("comment", decoy, decoy),)),
+    ])
+
+    for mode in ("startswith", "contains", "exact"):
+        query = StoreQuery("Slot", (Clause((StringMatch("comment", value, mode),)),))
+        assert ids(await store.search(query)) == ["hit"], mode
