@@ -81,7 +81,10 @@ def install_error_handlers(app: FastAPI) -> None:
                       request.url.path)
         issue = Issue(code="exception", severity="fatal",
                       diagnostics=f"Internal server error (request id {request_id})")
-        return fhir_json(operation_outcome([issue]), status=500)
+        # Starlette answers unhandled errors outside every middleware, so the request-id
+        # middleware never sees this response: echo the id here.
+        return fhir_json(operation_outcome([issue]), status=500,
+                         headers={"X-Request-ID": request_id})
 
     app.add_exception_handler(FhirError, on_fhir_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
