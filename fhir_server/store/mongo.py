@@ -271,7 +271,7 @@ class MongoStore:
         return HistoryPage(versions=versions, total=total)
 
     async def query_plan(self, query: StoreQuery) -> Document:
-        """The server's `explain` of a search page, so tests and operators can see the index used."""
+        """The server's `explain` of a search page, so tests and operators see the index used."""
         with self._unavailable("explain"):
             cursor = self._resources.find(compile_filter(query), _PROJECTION,
                                           sort=compile_sort(query.sort),

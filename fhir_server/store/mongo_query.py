@@ -1,4 +1,4 @@
-"""Search on MongoDB: index entries as arrays inside each document, and the typed query compiled to a filter.
+"""MongoDB search: index entries as arrays inside each document; the typed query as a filter.
 
 A resource document carries its entries as `tok: [{p, s, c}]`, `ref: [{p, t, i, u}]`,
 `dt: [{p, lo, hi}]` and `str: [{p, n, e}]`, each covered by a multikey `(type, <array>.p, ...)`
@@ -160,7 +160,7 @@ def _date_element(match: DateMatch) -> Document:
 
 
 def _string_element(match: StringMatch) -> Document:
-    """`exact` on the raw value; prefix as an anchored regex (index-friendly); `contains` unanchored."""
+    """`exact` on the raw value; prefix as an anchored (index-friendly) regex; `contains` not."""
     element: Document = {"p": match.param}
     if match.mode == "exact":
         element["e"] = match.value

@@ -1,4 +1,4 @@
-"""The MongoDB server behind tests marked `mongo`: `MONGODB_URI` if set, else the jongodb test double.
+"""The MongoDB behind tests marked `mongo`: `MONGODB_URI` if set, else the jongodb test double.
 
 jongodb (npm `@jongodb/memory-server-bin-linux-x64-gnu`) is a MongoDB-wire-compatible server
 in one native binary; no real `mongod` is installable on CI. It is fetched once with `npm pack`
