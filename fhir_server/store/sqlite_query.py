@@ -1,10 +1,11 @@
 """Compile a typed `StoreQuery` into SQLite SQL over the index tables of `sqlite.py`.
 
-A clause becomes `r.id IN (SELECT id FROM idx_... WHERE type = ? AND param = ? ... UNION ALL
-...)`, one SELECT per OR-ed predicate, and `NOT IN` when negated: the same meaning as
-correlated `EXISTS` subqueries, but not correlated, so SQLite runs each once through its
-`(type, param, value...)` index and probes `resources` by primary key, instead of scanning
-every resource of the type and probing the index tables per row.
+The most selective positive clause becomes `r.id IN (SELECT id FROM idx_... WHERE type = ?
+AND param = ? ... UNION ALL ...)`, run once through its `(type, param, value...)` index; the
+resources it yields are probed by primary key, and every other clause is a correlated
+`EXISTS` on the candidate's own index rows (`NOT` when negated, which also keeps resources
+lacking the parameter). Without statistics SQLite cannot pick the driver itself, so a rank
+of predicate kinds does (ids, exact values, prefixes, date ranges, the rest).
 """
 
 from __future__ import annotations
@@ -61,14 +62,49 @@ def compile_search(query: StoreQuery) -> tuple[Sql, Sql]:
 
 
 def compile_where(query: StoreQuery) -> Sql:
-    """Current, non-deleted resources of the type, and every clause (AND)."""
+    """Current, non-deleted resources of the type, and every clause (AND).
+
+    The most selective positive clause drives the plan as `r.id IN (...)`; every other clause
+    is checked per candidate with a correlated `EXISTS` on the `(type, id, param)` owner
+    indexes, so a broad date range never materializes thousands of ids.
+    """
     parts = ["r.type = ?", "r.deleted = 0"]
     params: list[SqlParam] = [query.resource_type]
-    for clause in query.where:
-        sql = _compile_clause(query.resource_type, clause)
+    driver = _driving_clause(query.where)
+    for position, clause in enumerate(query.where):
+        if position == driver:
+            sql = _compile_clause(query.resource_type, clause)
+        else:
+            sql = _compile_correlated_clause(clause)
         parts.append(sql.text)
         params.extend(sql.params)
     return Sql(" AND ".join(parts), tuple(params))
+
+
+def _selectivity_rank(predicate: Predicate) -> int:
+    """Lower is more selective: ids; references and system-qualified codes; bare codes
+    (often a status); prefixes; date ranges; the rest."""
+    if isinstance(predicate, IdMatch):
+        return 0
+    if isinstance(predicate, ReferenceMatch) or (
+            isinstance(predicate, StringMatch) and predicate.mode == "exact") or (
+            isinstance(predicate, TokenMatch) and predicate.code is not None
+            and predicate.system):
+        return 1
+    if isinstance(predicate, TokenMatch) and predicate.code is not None:
+        return 2
+    if isinstance(predicate, StringMatch) and predicate.mode == "startswith":
+        return 3
+    if isinstance(predicate, DateMatch):
+        return 4
+    return 5
+
+
+def _driving_clause(clauses: tuple[Clause, ...]) -> int | None:
+    """The position of the positive clause whose matches are likely fewest, if any."""
+    ranked = [(max(_selectivity_rank(p) for p in clause.any_of), position)
+              for position, clause in enumerate(clauses) if clause.any_of and not clause.negate]
+    return min(ranked)[1] if ranked else None
 
 
 def _compile_clause(resource_type: str, clause: Clause) -> Sql:
@@ -81,25 +117,53 @@ def _compile_clause(resource_type: str, clause: Clause) -> Sql:
     return Sql(f"r.id {'NOT IN' if clause.negate else 'IN'} ({union})", params)
 
 
+def _compile_correlated_clause(clause: Clause) -> Sql:
+    """`[NOT] (EXISTS ... OR EXISTS ...)`, each probing the candidate's own index rows."""
+    if not clause.any_of:
+        return Sql("1" if clause.negate else "0")
+    compiled = [_compile_correlated(p) for p in clause.any_of]
+    text = " OR ".join(c.text for c in compiled)
+    params = tuple(p for c in compiled for p in c.params)
+    return Sql(f"{'NOT ' if clause.negate else ''}({text})", params)
+
+
+def _compile_correlated(predicate: Predicate) -> Sql:
+    """One predicate as a condition on the candidate row `r`."""
+    if isinstance(predicate, IdMatch):
+        if not predicate.ids:
+            return Sql("0")
+        marks = ", ".join("?" for _ in predicate.ids)
+        return Sql(f"r.id IN ({marks})", tuple(predicate.ids))
+    table, conditions = _table_and_conditions(predicate)
+    texts = ["s.type = r.type", "s.id = r.id", "s.param = ?", *(c.text for c in conditions)]
+    params = (predicate.param, *(p for c in conditions for p in c.params))
+    return Sql(f"EXISTS (SELECT 1 FROM {table} s INDEXED BY {table}_owner "
+               f"WHERE {' AND '.join(texts)})", params)
+
+
 def _compile_predicate(resource_type: str, predicate: Predicate) -> Sql:
     """One predicate as a query of the (never NULL) ids of the resources it matches."""
     if isinstance(predicate, IdMatch):
         if not predicate.ids:
             return Sql("SELECT '' WHERE 0")
         return Sql(" UNION ALL ".join("SELECT ?" for _ in predicate.ids), tuple(predicate.ids))
-    if isinstance(predicate, TokenMatch):
-        table, conditions = "idx_token", _token_conditions(predicate)
-    elif isinstance(predicate, ReferenceMatch):
-        table, conditions = "idx_reference", _reference_conditions(predicate)
-    elif isinstance(predicate, DateMatch):
-        table, conditions = "idx_date", _date_conditions(predicate)
-    elif isinstance(predicate, StringMatch):
-        table, conditions = "idx_string", _string_conditions(predicate)
-    else:
-        raise TypeError(f"unsupported predicate: {predicate!r}")
+    table, conditions = _table_and_conditions(predicate)
     texts = ["type = ?", "param = ?", *(c.text for c in conditions)]
     params = (resource_type, predicate.param, *(p for c in conditions for p in c.params))
     return Sql(f"SELECT id FROM {table} WHERE {' AND '.join(texts)}", params)
+
+
+def _table_and_conditions(predicate: Predicate) -> tuple[str, list[Sql]]:
+    """The index table a predicate reads and its value conditions."""
+    if isinstance(predicate, TokenMatch):
+        return "idx_token", _token_conditions(predicate)
+    if isinstance(predicate, ReferenceMatch):
+        return "idx_reference", _reference_conditions(predicate)
+    if isinstance(predicate, DateMatch):
+        return "idx_date", _date_conditions(predicate)
+    if isinstance(predicate, StringMatch):
+        return "idx_string", _string_conditions(predicate)
+    raise TypeError(f"unsupported predicate: {predicate!r}")
 
 
 def _token_conditions(match: TokenMatch) -> list[Sql]:

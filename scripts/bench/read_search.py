@@ -1,0 +1,196 @@
+"""Benchmark: Appointment read and `Appointment?patient=&date=` search against a bare baseline.
+
+Usage (from the repository root, inside the venv):
+    python scripts/bench/read_search.py [--appointments 10000] [--duration 10] [--store sqlite]
+    MONGODB_URI=mongodb://host:27017 python scripts/bench/read_search.py --store mongo
+    python scripts/bench/read_search.py --store mongo          # jongodb test server (not MongoDB)
+
+It loads N appointments into a fresh store, starts the real server and a bare Starlette app
+on the same store in separate uvicorn processes, drives both with `wrk` (falls back to an
+httpx client when wrk is missing), and prints requests/s and the ratio to the baseline.
+The baseline reads the same stored JSON through the same adapter with no FHIR layer on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from fhir_server.fhir.search.parameters import load_registry  # noqa: E402
+from fhir_server.services.context import FhirContext  # noqa: E402
+from fhir_server.services.versions import next_version  # noqa: E402
+from fhir_server.store.factory import open_store_for_url  # noqa: E402
+
+PATIENTS = 500
+PRACTITIONERS = 20
+DAY0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+
+def appointment(i: int) -> dict[str, object]:
+    """A booked 30-minute appointment; patient and day spread so each search finds a few."""
+    start = DAY0 + timedelta(days=i % 90, minutes=30 * (i % 16))
+    return {
+        "resourceType": "Appointment", "status": "booked",
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": (start + timedelta(minutes=30)).isoformat().replace("+00:00", "Z"),
+        "serviceType": [{"coding": [{"system": "http://snomed.info/sct", "code": "11429006"}]}],
+        "participant": [
+            {"actor": {"reference": f"Patient/p{i % PATIENTS}"}, "status": "accepted"},
+            {"actor": {"reference": f"Practitioner/d{i % PRACTITIONERS}"}, "status": "accepted"},
+        ],
+    }
+
+
+async def load(store_url: str, count: int, database: str | None) -> None:
+    """Write `count` appointments through the real versioning and indexing path."""
+    store = open_store_for_url(store_url)
+    await store.open()
+    ctx = FhirContext(store=store, registry=load_registry(ROOT / "capability"),
+                      base_url="http://127.0.0.1/fhir")
+    now = datetime.now(UTC)
+    batch = []
+    for i in range(count):
+        batch.append(next_version(ctx, appointment(i), resource_type="Appointment", id=f"a{i}",
+                                  current=None, now=now, method="PUT"))
+        if len(batch) == 500:
+            await store.commit(batch)
+            batch = []
+    if batch:
+        await store.commit(batch)
+    await store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[str]:
+    """Run `target` (module:factory) in its own uvicorn process; yield its root URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{target} did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def requests_per_second(url: str, duration: int, connections: int) -> float:
+    """Sustained requests/s on one URL (wrk when installed, else an httpx client)."""
+    assert httpx.get(url, timeout=10).status_code == 200, url
+    if shutil.which("wrk"):
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", url],
+                             capture_output=True, text=True, check=True).stdout
+        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if "Non-2xx" in out or match is None:
+            raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
+        return float(match.group(1))
+    return asyncio.run(_httpx_load(url, duration, connections))
+
+
+async def _httpx_load(url: str, duration: int, connections: int) -> float:
+    done = 0
+    deadline = time.monotonic() + duration
+    async with httpx.AsyncClient() as client:
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                (await client.get(url)).raise_for_status()
+                done += 1
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    return done / duration
+
+
+@contextmanager
+def store_url_for(kind: str, data_dir: Path) -> Iterator[tuple[str, str]]:
+    """The store URL to benchmark, and a label saying what it really is."""
+    if kind == "sqlite":
+        yield f"sqlite:///{data_dir / 'bench.db'}", "SQLite (embedded default)"
+        return
+    if os.environ.get("MONGODB_URI"):
+        base = os.environ["MONGODB_URI"]
+        yield _with_database(base, f"bench_{int(time.time())}"), f"MongoDB at {base}"
+        return
+    from tests.support.mongo_server import start_test_mongodb
+
+    with start_test_mongodb() as uri:
+        yield (_with_database(uri, "bench"),
+               "jongodb test server (NOT MongoDB: a wire-compatible test double)")
+
+
+def _with_database(uri: str, database: str) -> str:
+    head, _, query = uri.partition("?")
+    head = head.rstrip("/")
+    if head.count("/") > 2:
+        head = head.rsplit("/", 1)[0]
+    return f"{head}/{database}" + (f"?{query}" if query else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--appointments", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--store", choices=["sqlite", "mongo"], default="sqlite")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        store_url, label = stack.enter_context(store_url_for(args.store, data_dir))
+        started = time.perf_counter()
+        asyncio.run(load(store_url, args.appointments, None))
+        print(f"store: {label}; loaded {args.appointments} appointments in "
+              f"{time.perf_counter() - started:.1f}s")
+        env = {"FHIR_SCHEDULER_STORE_URL": store_url, "FHIR_SCHEDULER_DATA_DIR": str(data_dir),
+               "FHIR_SCHEDULER_BASE_URL": "http://127.0.0.1/fhir", "FHIR_SCHEDULER_LOG_LEVEL": "WARNING"}
+        server = stack.enter_context(uvicorn_server("fhir_server.app:create_app", env))
+        bare = stack.enter_context(uvicorn_server("scripts.bench.bare_app:create_bare_app", env))
+        target = f"a{random.Random(7).randrange(args.appointments)}"
+        patient = f"p{int(target[1:]) % PATIENTS}"
+        search = f"Appointment?patient=Patient/{patient}&date=ge2026-01-01&date=lt2026-05-01"
+        cases = [
+            ("read", f"{bare}/bare/Appointment/{target}", f"{server}/fhir/Appointment/{target}"),
+            ("search", f"{bare}/bare/search?patient={patient}", f"{server}/fhir/{search}"),
+        ]
+        print(f"{'case':8} {'bare req/s':>11} {'server req/s':>13} {'ratio':>6}")
+        for name, bare_url, server_url in cases:
+            baseline = requests_per_second(bare_url, args.duration, args.connections)
+            measured = requests_per_second(server_url, args.duration, args.connections)
+            print(f"{name:8} {baseline:11.0f} {measured:13.0f} {measured / baseline:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
