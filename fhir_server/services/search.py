@@ -149,7 +149,9 @@ async def _reverse_include(ctx: FhirContext, spec: IncludeSpec, matches: list[St
 def _links(ctx: FhirContext, resource_type: str, params: Sequence[tuple[str, str]],
            request: SearchRequest, *, total: int | None, shown: int) -> list[tuple[str, str]]:
     """Paging links over the parameters actually used (ignored ones are left out)."""
-    kept = [(k, v) for k, v in params if k not in request.ignored]
+    # Ignored filters are recorded by name, ignored `_sort`/`_include` items as `name=value`.
+    kept = [(k, v) for k, v in params
+            if k not in request.ignored and f"{k}={v}" not in request.ignored]
     endpoint = f"{ctx.base_url}/{resource_type}"
     if request.summary == "count":
         return page_links(endpoint, kept, count=request.count, offset=request.offset,
