@@ -21,10 +21,14 @@ app = typer.Typer(help="fhir-scheduler: a FHIR R4 appointment scheduling server.
                   no_args_is_help=True, add_completion=False)
 
 
-async def _seed(settings: Settings, *, only_if_empty: bool) -> int:
+async def _prepare_store(settings: Settings, *, seed: bool, only_if_empty: bool) -> int:
+    """Check the store answers (and create its schema); optionally load the demo clinic."""
     store = open_store_for_url(settings.store_url, timeout_ms=settings.mongo_timeout_ms)
     await store.open()
     try:
+        await store.ping()
+        if not seed:
+            return 0
         ctx = FhirContext(store=store, registry=load_registry(settings.capability_dir),
                           base_url=settings.base_url)
         if only_if_empty and not await store_is_empty(ctx):
@@ -35,11 +39,13 @@ async def _seed(settings: Settings, *, only_if_empty: bool) -> int:
         await store.close()
 
 
-def _run_seed(settings: Settings, *, only_if_empty: bool) -> int:
+def _run_prepare(settings: Settings, *, seed: bool, only_if_empty: bool = False) -> int:
+    """Like `_prepare_store`, but an unreachable store ends the command with one clear line."""
     try:
-        return asyncio.run(_seed(settings, only_if_empty=only_if_empty))
+        return asyncio.run(_prepare_store(settings, seed=seed, only_if_empty=only_if_empty))
     except StoreUnavailable as error:
-        typer.echo(f"fhir-scheduler: store unavailable: {error}", err=True)
+        where = settings.store_url.split("@")[-1]
+        typer.echo(f"fhir-scheduler: cannot use the store at {where}: {error}", err=True)
         raise typer.Exit(code=2) from None
 
 
@@ -53,10 +59,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if seed_if_empty:
-        created = _run_seed(settings, only_if_empty=True)
-        if created:
-            typer.echo(f"Loaded {created} demo resources.")
+    created = _run_prepare(settings, seed=seed_if_empty, only_if_empty=True)
+    if created:
+        typer.echo(f"Loaded {created} demo resources.")
     uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level=settings.log_level.lower(), access_log=False)
 
@@ -66,7 +71,7 @@ def seed() -> None:
     """Load the demo clinic (organization, practitioners, rooms, device, patients, slots)."""
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    created = _run_seed(settings, only_if_empty=False)
+    created = _run_prepare(settings, seed=True)
     typer.echo(f"Loaded {created} demo resources (existing ones were kept).")
 
 

@@ -212,6 +212,8 @@ async def test_concurrent_claims_of_one_free_slot_have_exactly_one_winner(store:
         return version("Slot", "s1", 2, match={"status": "free"}, status="busy",
                        holder=f"client-{n}", index=(TokenEntry("status", None, "busy"),))
 
+    # Open the connections first: a cold pool would serialise the clients and hide a race.
+    await asyncio.gather(*(store.ping() for _ in range(50)))
     outcomes = await asyncio.gather(*(store.commit([claim(n)]) for n in range(50)),
                                     return_exceptions=True)
 
