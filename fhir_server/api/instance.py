@@ -78,6 +78,7 @@ async def patch(resource_type: str, id: str, request: Request) -> Response:
 
 @router.delete("/{resource_type}/{id}")
 async def delete(resource_type: str, id: str, request: Request) -> Response:
-    """Logical delete: later reads answer 410."""
-    await resources.delete(fhir_context(request), resource_type, id, now=utc_now())
+    """Logical delete: later reads answer 410; If-Match makes it version-checked."""
+    await resources.delete(fhir_context(request), resource_type, id, now=utc_now(),
+                           if_match=if_match_version(request))
     return empty(204)

@@ -130,18 +130,20 @@ async def patch(ctx: FhirContext, resource_type: str, id: str, operations: Any, 
     return await _with_retries(attempt, conditional=if_match is not None)
 
 
-async def delete(ctx: FhirContext, resource_type: str, id: str, *, now: datetime) -> bool:
+async def delete(ctx: FhirContext, resource_type: str, id: str, *, now: datetime,
+                 if_match: int | None = None) -> bool:
     """Record a deletion; False when there was nothing to delete (still a success in FHIR)."""
     require_supported(resource_type)
 
     async def attempt() -> bool:
         current = await ctx.store.read(resource_type, id)
+        _check_if_match(current, if_match, resource_type, id)
         if current is None or current.deleted:
             return False
         await _commit_one(ctx, tombstone(current, now=now))
         return True
 
-    return await _with_retries(attempt, conditional=False)
+    return await _with_retries(attempt, conditional=if_match is not None)
 
 
 def _apply_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:

@@ -127,7 +127,8 @@ async def _run_single(ctx: FhirContext, entry: EntryRequest, *, now: datetime) -
         done = await resources.update(ctx, entry.resource_type, _require_id(entry),
                                       entry.resource, now=now, if_match=entry.if_match)
         return EntryResult("created" if done.created else "updated", done.stored)
-    deleted = await resources.delete(ctx, entry.resource_type, _require_id(entry), now=now)
+    deleted = await resources.delete(ctx, entry.resource_type, _require_id(entry), now=now,
+                                     if_match=entry.if_match)
     return EntryResult("deleted" if deleted else "unchanged")
 
 

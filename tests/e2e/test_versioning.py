@@ -82,6 +82,20 @@ async def test_a_stale_if_match_is_412_and_writes_nothing(client: httpx.AsyncCli
     assert (await client.get(f"{url}/_history")).json()["total"] == 2
 
 
+async def test_a_delete_with_a_stale_if_match_is_412_and_deletes_nothing(
+        client: httpx.AsyncClient) -> None:
+    patient = await created(client, make_patient())
+    url = f"Patient/{patient['id']}"
+    await client.put(url, json={**patient, "active": False})
+
+    stale = await client.delete(url, headers={"If-Match": 'W/"1"'})
+
+    outcome_issues(stale, 412)
+    assert (await client.get(url)).headers["etag"] == 'W/"2"'
+    assert (await client.delete(url, headers={"If-Match": 'W/"2"'})).status_code == 204
+    outcome_issues(await client.get(url), 410)
+
+
 async def test_if_match_on_a_resource_that_does_not_exist_is_412(
         client: httpx.AsyncClient) -> None:
     response = await client.put("Patient/nobody", json=make_patient(id="nobody"),
