@@ -21,6 +21,7 @@ from fhir_server.store.protocol import StoredResource
 
 CHAIN_LIMIT = 1000
 INCLUDE_LIMIT = 1000
+ITERATE_DEPTH = 4  # rounds of `_include:iterate`; deeper graphs are cut off here
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +91,21 @@ async def _chain_clause(ctx: FhirContext, chain: ChainedSearch, *, now: datetime
 
 async def _included(ctx: FhirContext, request: SearchRequest,
                     matches: list[StoredResource]) -> list[StoredResource]:
+    """Every include applies to the matches; `:iterate` ones also to what was included since."""
     seen = {(m.resource_type, m.id) for m in matches}
     found: list[StoredResource] = []
-    for spec in request.includes:
-        found.extend(await _forward_include(ctx, spec, matches, seen))
-    for spec in request.revincludes:
-        found.extend(await _reverse_include(ctx, spec, matches, seen))
+    specs = ([(spec, _forward_include) for spec in request.includes]
+             + [(spec, _reverse_include) for spec in request.revincludes])
+    sources = matches
+    for _ in range(ITERATE_DEPTH):
+        added: list[StoredResource] = []
+        for spec, include in specs:
+            added.extend(await include(ctx, spec, sources, seen))
+        found.extend(added)
+        specs = [(spec, include) for spec, include in specs if spec.iterate]
+        sources = added
+        if not specs or not sources:
+            break
     return found
 
 

@@ -276,3 +276,17 @@ async def test_search_on_an_unsupported_type_is_not_found(client: httpx.AsyncCli
     response = await client.get("Observation?code=x")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_include_iterate_follows_references_of_included_resources(
+        booked: httpx.AsyncClient) -> None:
+    bundle = await search(booked, "Appointment?_id=a2&_include=Appointment:slot"
+                                  "&_include:iterate=Slot:schedule"
+                                  "&_include:iterate=Schedule:actor")
+    assert ids(bundle) == ["a2"]
+    assert {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]
+            if e["search"]["mode"] == "include"} == {
+        ("Slot", "s2"), ("Schedule", "sched"), ("Practitioner", "okafor")}
+    # Without :iterate an include only follows the matches' own references.
+    plain = await search(booked, "Appointment?_id=a2&_include=Appointment:slot")
+    assert ids(plain, "include") == ["s2"]
