@@ -12,8 +12,14 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from fhir_server.fhir.errors import Conflict, FhirError, InvalidRequest, VersionConflict
-from fhir_server.fhir.search.parse import parse_query_string
+from fhir_server.fhir.errors import (
+    Conflict,
+    FhirError,
+    InvalidRequest,
+    ResourceGone,
+    VersionConflict,
+)
+from fhir_server.fhir.search.parse import parse_query_string, parse_search
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.services import resources
 from fhir_server.services.context import FhirContext
@@ -158,6 +164,7 @@ async def run_transaction(ctx: FhirContext, entries: list[EntryRequest], *,
     for entry in sorted(entries, key=lambda e: PROCESSING_ORDER[e.method]):
         if entry.method != "GET" and entry.index not in plan.results:
             await _prepare_write(ctx, entry, aliases, plan, now=now)
+    await _check_reads(ctx, entries, plan, now=now)
     try:
         stored = await ctx.store.commit(plan.writes) if plan.writes else []
     except WriteConflict as conflict:
@@ -170,6 +177,27 @@ async def run_transaction(ctx: FhirContext, entries: list[EntryRequest], *,
         if entry.method == "GET":
             plan.results[entry.index] = await _run_read(ctx, entry, now=now)
     return [plan.results[e.index] for e in entries]
+
+
+async def _check_reads(ctx: FhirContext, entries: list[EntryRequest], plan: _Plan, *,
+                       now: datetime) -> None:
+    """Fail before anything is written if a GET entry could not succeed after the commit."""
+    written = {(w.resource_type, w.id): w for w in plan.writes}
+    for entry in entries:
+        if entry.method != "GET":
+            continue
+        resources.require_supported(entry.resource_type)
+        if entry.id is None:
+            parse_search(entry.resource_type, entry.query, ctx.registry, now=now,
+                         base_url=ctx.base_url)
+            continue
+        write = written.get((entry.resource_type, entry.id))
+        if write is None or (entry.version is not None
+                             and entry.version != str(write.version_id)):
+            await _run_read(ctx, entry, now=now)  # untouched here, so it reads the same now
+        elif write.deleted:
+            raise ResourceGone(f"Bundle.entry[{entry.index}]: {entry.resource_type}/{entry.id} "
+                               f"is deleted by this transaction")
 
 
 def _refuse_duplicate_targets(entries: list[EntryRequest]) -> None:

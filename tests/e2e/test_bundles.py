@@ -288,3 +288,41 @@ async def test_a_batch_delete_with_a_stale_if_match_is_412_and_deletes_nothing(
 
     assert statuses(response) == ["412"]
     assert (await client.get(f"Patient/{patient['id']}")).status_code == 200
+
+
+@pytest.mark.parametrize(("read", "status"), [
+    (get("Patient/never-was"), 404),
+    (get("Patient/never-was/_history/1"), 404),
+    (get("Patient?no-such-parameter=1"), 400),
+    (get("Unicorn/1"), 404),
+], ids=["read", "vread", "search", "unknown-type"])
+async def test_a_transaction_whose_get_cannot_succeed_writes_nothing(
+        client: httpx.AsyncClient, read: dict[str, Any], status: int) -> None:
+    response = await submit(client, bundle("transaction", post(make_practitioner()), read))
+
+    outcome_issues(response, status)
+    assert await versions_written(client) == 0
+
+
+async def test_a_transaction_reading_what_it_deletes_is_410_and_writes_nothing(
+        client: httpx.AsyncClient) -> None:
+    patient = await created(client, make_patient())
+
+    response = await submit(client, bundle(
+        "transaction", delete(f"Patient/{patient['id']}"), get(f"Patient/{patient['id']}")))
+
+    outcome_issues(response, 410)
+    assert (await client.get(f"Patient/{patient['id']}")).json() == patient
+
+
+async def test_a_transaction_reads_what_it_creates_with_a_client_id(
+        client: httpx.AsyncClient) -> None:
+    response = await submit(client, bundle(
+        "transaction", get("Practitioner/dr-reyes"), put(make_practitioner(id="dr-reyes")),
+        get("Practitioner/dr-reyes/_history/1"), get("Practitioner?family=Reyes")))
+
+    assert response.status_code == 200, response.text
+    assert statuses(response) == ["200", "201", "200", "200"]
+    read, _, vread, search = response.json()["entry"]
+    assert read["resource"]["id"] == vread["resource"]["id"] == "dr-reyes"
+    assert search["resource"]["total"] == 1
