@@ -161,6 +161,7 @@ async def test_delete_answers_204_then_read_is_gone_and_history_keeps_the_past(
     assert deletion["response"]["etag"] == 'W/"2"'
     assert "resource" not in deletion
     assert creation["request"]["method"] == "POST"
+    outcome_issues(await client.get(f"{url}/_history/2"), 410)
 
 
 async def test_a_deleted_resource_can_be_brought_back_by_update(

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from fhir_server.app import create_app
+from fhir_server.fhir.errors import StoreUnavailable
 from fhir_server.services import resources
 from tests.e2e.checks import FHIR_JSON, created, outcome_issues, versions_written
 from tests.e2e.conftest import BASE, make_settings
@@ -168,3 +169,15 @@ async def test_a_client_request_id_is_echoed_on_success_and_failure(
     assert ok.headers["x-request-id"] == "trace-me-1"
     assert failed.status_code == 500
     assert failed.headers["x-request-id"] == "trace-me-2"
+
+
+async def test_a_store_outage_during_a_request_is_503_operation_outcome(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("The store did not answer")
+
+    monkeypatch.setattr(resources, "read", unreachable)
+
+    issues = outcome_issues(await client.get("Patient/p1"), 503)
+
+    assert issues[0]["code"] == "transient"
