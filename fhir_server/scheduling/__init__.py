@@ -1,0 +1,1 @@
+"""Pure scheduling core: interval math, slot finding and the Appointment state machine."""
