@@ -1,4 +1,4 @@
-"""The CapabilityStatement is a contract: everything it advertises works, nothing else is accepted."""
+"""The CapabilityStatement is a contract: all it advertises works, and nothing else is accepted."""
 
 from __future__ import annotations
 
@@ -212,7 +212,8 @@ async def test_advertised_system_interactions_work(client: httpx.AsyncClient) ->
         response = await client.get("_history")
         assert response.status_code == 200
         assert {e["fullUrl"] for e in response.json()["entry"]} >= {
-            "http://testserver/fhir/Patient/batch-p", "http://testserver/fhir/Patient/transaction-p"}
+            "http://testserver/fhir/Patient/batch-p",
+            "http://testserver/fhir/Patient/transaction-p"}
 
 
 @pytest.mark.parametrize("resource_type", SUPPORTED_TYPES)
