@@ -32,14 +32,16 @@ from fhir_server.fhir.search.model import (
 )
 from fhir_server.fhir.search.parameters import SearchParameterDef, SearchParameterRegistry
 
-SummaryMode = Literal["count", "true", "data", "text", "false"]
+# `true` and `text` need the summary flags of every element, which the packaged
+# definitions do not carry, so they are refused rather than silently ignored.
+SummaryMode = Literal["count", "data", "false"]
 TotalMode = Literal["none", "estimate", "accurate"]
 
 RESULT_PARAMETERS: Final = frozenset({
     "_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "_total", "_elements",
     "_format", "_pretty",
 })
-_SUMMARY_MODES: Final = ("count", "true", "data", "text", "false")
+_SUMMARY_MODES: Final = ("count", "data", "false")
 _TOTAL_MODES: Final = ("none", "estimate", "accurate")
 _DATE_PREFIX = re.compile(r"(eq|ne|gt|lt|ge|le|sa|eb|ap)?(.+)", re.DOTALL)
 _ELEMENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -121,8 +123,10 @@ def date_predicates(param: str, prefix: str, low: int, high: int, now_ms: int) -
         return (lt, gt)
     if prefix in ("gt", "lt"):
         return (gt,) if prefix == "gt" else (lt,)
-    if prefix in ("ge", "le"):
-        return (gt, eq) if prefix == "ge" else (lt, eq)
+    if prefix == "ge":  # reaches into [low, ∞): a period ending on the given day matches
+        return (DateMatch(param, high_gt=low),)
+    if prefix == "le":  # reaches into (-∞, high)
+        return (DateMatch(param, low_lt=high),)
     if prefix == "sa":
         return (DateMatch(param, low_ge=high),)
     if prefix == "eb":
