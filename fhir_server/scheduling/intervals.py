@@ -134,7 +134,7 @@ def index_slots(slots: Iterable[SlotSpan]) -> SlotChains:
     return SlotChains(
         starts=tuple(starts), ends=tuple(ends), ids=tuple(s[2] for s in ordered),
         reach=tuple(reach), successor=tuple(successor),
-        longest=max((e - s for s, e in zip(starts, ends)), default=0),
+        longest=max((e - s for s, e in zip(starts, ends, strict=True)), default=0),
     )
 
 

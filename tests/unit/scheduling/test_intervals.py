@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -129,7 +130,7 @@ def test_normalize_is_idempotent_and_keeps_the_same_minutes(a: list[tuple[int, i
     once = normalize(a)
     assert normalize(once) == once
     assert minutes_of(once) == minutes_of(a)
-    assert all(x[1] < y[0] for x, y in zip(once, once[1:]))  # sorted, disjoint, not touching
+    assert all(x[1] < y[0] for x, y in pairwise(once))  # sorted, disjoint, not touching
 
 
 @given(intervals, intervals)
@@ -173,4 +174,4 @@ def test_covering_slots_ids_are_contiguous_and_cover(raw: list[tuple[int, int]],
         return
     chain = [by_id[i] for i in ids]
     assert chain[0][0] <= start < chain[0][1] and chain[-1][1] >= start + length
-    assert all(x[1] == y[0] for x, y in zip(chain, chain[1:]))
+    assert all(x[1] == y[0] for x, y in pairwise(chain))
