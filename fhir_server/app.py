@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import orjson
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from fhir_server import __version__
 from fhir_server.api import bundle, health, history, instance, metadata, search
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
+from fhir_server.api.routing import FhirRouter
 from fhir_server.fhir.capability import build_capability_statement
 from fhir_server.fhir.resource_types import SUPPORTED_TYPES
 from fhir_server.fhir.search.parameters import load_registry
@@ -30,11 +31,11 @@ TYPE_INTERACTIONS = ("create", "read", "vread", "update", "patch", "delete",
 SYSTEM_INTERACTIONS = ("batch", "transaction", "history-system")
 
 
-def fhir_router() -> APIRouter:
-    """Every FHIR route, in match order: fixed paths before `{resource_type}/{id}`."""
-    router = APIRouter()
+def fhir_router() -> FhirRouter:
+    """Every FHIR route; the router tries literal paths before `{resource_type}/{id}`."""
+    router = FhirRouter()
     for module in (metadata, bundle, history, search, instance):
-        router.include_router(module.router)
+        router.include(module.router)
     return router
 
 
@@ -71,9 +72,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     prefix = _fhir_prefix(settings.base_url)
-    app.include_router(fhir_router(), prefix=prefix)
+    app.mount(prefix, fhir_router())
     if prefix:  # transactions are posted to the base itself, without a trailing slash
-        app.add_api_route(prefix, bundle.process_bundle, methods=["POST"])
+        app.add_route(prefix, bundle.process_bundle, methods=["POST"])
     return app
 
 

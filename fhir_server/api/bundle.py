@@ -7,7 +7,6 @@ from typing import Any
 from uuid import uuid4
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,19 +15,20 @@ from fhir_server.api.errors import status_for, status_line
 from fhir_server.api.rendering import location
 from fhir_server.api.request_parsing import check_format, json_body, utc_now
 from fhir_server.api.responses import fhir_json
+from fhir_server.api.routing import FhirRouter, fhir_route
 from fhir_server.api.search import render_searchset
 from fhir_server.fhir.instants import format_instant
 from fhir_server.fhir.outcome import operation_outcome
 from fhir_server.services.context import FhirContext
 from fhir_server.services.transaction import EntryResult, parse_bundle, run_batch, run_transaction
 
-router = APIRouter()
+router = FhirRouter()
 
 STATUS_BY_RESULT = {"created": 201, "updated": 200, "deleted": 204, "unchanged": 200,
                     "read": 200, "searched": 200}
 
 
-@router.post("/")
+@fhir_route(router, "/", "POST")
 async def process_bundle(request: Request) -> Response:
     """Run a batch entry by entry, or a transaction all-or-nothing."""
     check_format(request)

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.dependencies import fhir_context
 from fhir_server.api.request_parsing import check_format, utc_now
 from fhir_server.api.responses import fhir_json
+from fhir_server.api.routing import FhirRouter, fhir_route
 from fhir_server.fhir import bundles
 from fhir_server.fhir.paging import page_links
 from fhir_server.services import history as history_service
 
-router = APIRouter()
+router = FhirRouter()
 
 
-@router.get("/_history")
+@fhir_route(router, "/_history", "GET")
 async def system_history(request: Request) -> Response:
     """Every version of every resource, newest first."""
     return await _history(request, None, None, "_history")
 
 
-@router.get("/{resource_type}/_history")
-async def type_history(resource_type: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/_history", "GET")
+async def type_history(request: Request) -> Response:
     """Every version of one type's resources."""
+    resource_type = request.path_params["resource_type"]
     return await _history(request, resource_type, None, f"{resource_type}/_history")
 
 
-@router.get("/{resource_type}/{id}/_history")
-async def instance_history(resource_type: str, id: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/{id}/_history", "GET")
+async def instance_history(request: Request) -> Response:
     """Every version of one resource."""
+    resource_type = request.path_params["resource_type"]
+    id = request.path_params["id"]
     return await _history(request, resource_type, id, f"{resource_type}/{id}/_history")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,14 +16,16 @@ from fhir_server.api.request_parsing import (
     utc_now,
 )
 from fhir_server.api.responses import empty
+from fhir_server.api.routing import FhirRouter, fhir_route
 from fhir_server.services import resources
 
-router = APIRouter()
+router = FhirRouter()
 
 
-@router.post("/{resource_type}")
-async def create(resource_type: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}", "POST")
+async def create(request: Request) -> Response:
     """POST a resource: 201 with Location and ETag (200 if If-None-Exist matched)."""
+    resource_type = request.path_params["resource_type"]
     check_format(request)
     resources.require_supported(resource_type)
     ctx = fhir_context(request)
@@ -35,24 +36,31 @@ async def create(resource_type: str, request: Request) -> Response:
                           preference=return_preference(request))
 
 
-@router.get("/{resource_type}/{id}")
-async def read(resource_type: str, id: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/{id}", "GET")
+async def read(request: Request) -> Response:
     """The current version as stored."""
+    resource_type = request.path_params["resource_type"]
+    id = request.path_params["id"]
     check_format(request)
     return resource_response(await resources.read(fhir_context(request), resource_type, id))
 
 
-@router.get("/{resource_type}/{id}/_history/{version_id}")
-async def vread(resource_type: str, id: str, version_id: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/{id}/_history/{version_id}", "GET")
+async def vread(request: Request) -> Response:
     """One version as stored."""
+    resource_type = request.path_params["resource_type"]
+    id = request.path_params["id"]
+    version_id = request.path_params["version_id"]
     check_format(request)
     stored = await resources.vread(fhir_context(request), resource_type, id, version_id)
     return resource_response(stored)
 
 
-@router.put("/{resource_type}/{id}")
-async def update(resource_type: str, id: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/{id}", "PUT")
+async def update(request: Request) -> Response:
     """Replace or create with a client id; If-Match makes it version-checked."""
+    resource_type = request.path_params["resource_type"]
+    id = request.path_params["id"]
     check_format(request)
     resources.require_supported(resource_type)
     ctx = fhir_context(request)
@@ -63,9 +71,11 @@ async def update(resource_type: str, id: str, request: Request) -> Response:
                           preference=return_preference(request))
 
 
-@router.patch("/{resource_type}/{id}")
-async def patch(resource_type: str, id: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/{id}", "PATCH")
+async def patch(request: Request) -> Response:
     """Apply a JSON Patch (application/json-patch+json)."""
+    resource_type = request.path_params["resource_type"]
+    id = request.path_params["id"]
     check_format(request)
     resources.require_supported(resource_type)
     ctx = fhir_context(request)
@@ -76,9 +86,11 @@ async def patch(resource_type: str, id: str, request: Request) -> Response:
                           preference=return_preference(request))
 
 
-@router.delete("/{resource_type}/{id}")
-async def delete(resource_type: str, id: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/{id}", "DELETE")
+async def delete(request: Request) -> Response:
     """Logical delete: later reads answer 410; If-Match makes it version-checked."""
+    resource_type = request.path_params["resource_type"]
+    id = request.path_params["id"]
     await resources.delete(fhir_context(request), resource_type, id, now=utc_now(),
                            if_match=if_match_version(request))
     return empty(204)

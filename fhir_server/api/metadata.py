@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.request_parsing import check_format, utc_now
 from fhir_server.api.responses import fhir_bytes, fhir_json
+from fhir_server.api.routing import FhirRouter, fhir_route
 from fhir_server.fhir import bundles
 from fhir_server.fhir.errors import ResourceNotFound
 from fhir_server.services.conformance import CONFORMANCE_TYPES, ConformanceResources
 
-import orjson
-
-router = APIRouter()
+router = FhirRouter()
 
 
 def _conformance(request: Request) -> ConformanceResources:
@@ -22,7 +21,7 @@ def _conformance(request: Request) -> ConformanceResources:
     return resources
 
 
-@router.get("/metadata")
+@fhir_route(router, "/metadata", "GET")
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement, built at start-up from what is implemented."""
     check_format(request)
@@ -31,14 +30,15 @@ async def metadata(request: Request) -> Response:
 
 
 def _conformance_routes(resource_type: str) -> None:
-    @router.get(f"/{resource_type}/{{id}}", name=f"read-{resource_type}")
-    async def read(id: str, request: Request) -> Response:
+    @fhir_route(router, f"/{resource_type}/{{id}}", "GET")
+    async def read(request: Request) -> Response:
+        id = request.path_params["id"]
         resource = _conformance(request).get(resource_type, id)
         if resource is None:
             raise ResourceNotFound(f"{resource_type}/{id} is not known")
         return fhir_json(resource)
 
-    @router.get(f"/{resource_type}", name=f"list-{resource_type}")
+    @fhir_route(router, f"/{resource_type}", "GET")
     async def list_all(request: Request) -> Response:
         base_url = request.app.state.fhir.base_url
         entries = [bundles.SearchEntry(resource_type, r["id"], orjson.dumps(r))

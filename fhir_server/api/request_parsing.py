@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
@@ -86,12 +87,16 @@ def if_match_version(request: Request) -> int | None:
 
 
 async def search_params(request: Request) -> list[tuple[str, str]]:
-    """Query parameters, plus form fields for `POST _search`."""
+    """Query parameters, plus the form fields of `POST _search`.
+
+    The form is decoded here rather than with `request.form()`, which needs the optional
+    python-multipart package only to read a body that is always urlencoded.
+    """
     params = list(request.query_params.multi_items())
     if request.method == "POST":
         content_type = _media_type(request.headers.get("content-type", ""))
         if content_type not in ("application/x-www-form-urlencoded", ""):
             raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
-        form = await request.form()
-        params.extend((k, v) for k, v in form.multi_items() if isinstance(v, str))
+        body = (await request.body()).decode("utf-8", errors="replace")
+        params.extend(parse_qsl(body, keep_blank_values=True))
     return params

@@ -4,37 +4,38 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.dependencies import fhir_context
-from fhir_server.api.request_parsing import check_format, is_lenient, utc_now
+from fhir_server.api.request_parsing import check_format, is_lenient, search_params, utc_now
 from fhir_server.api.responses import fhir_json
+from fhir_server.api.routing import FhirRouter, fhir_route
 from fhir_server.fhir import bundles
 from fhir_server.fhir.elements import keep_elements, without_text
-from fhir_server.fhir.errors import Issue, UnsupportedMediaType
+from fhir_server.fhir.errors import Issue
 from fhir_server.fhir.outcome import operation_outcome
 from fhir_server.services import resources
 from fhir_server.services.context import FhirContext
 from fhir_server.services.search import SearchResult, search
 from fhir_server.store.protocol import StoredResource
 
-router = APIRouter()
+router = FhirRouter()
 
 
-@router.get("/{resource_type}")
-async def search_get(resource_type: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}", "GET")
+async def search_get(request: Request) -> Response:
     """GET search on a type."""
+    resource_type = request.path_params["resource_type"]
     return await _search(resource_type, request)
 
 
-@router.post("/{resource_type}/_search")
-async def search_post(resource_type: str, request: Request) -> Response:
+@fhir_route(router, "/{resource_type}/_search", "POST")
+async def search_post(request: Request) -> Response:
     """POST search with form-encoded parameters."""
+    resource_type = request.path_params["resource_type"]
     return await _search(resource_type, request)
 
 
@@ -43,25 +44,9 @@ async def _search(resource_type: str, request: Request) -> Response:
     resources.require_supported(resource_type)
     ctx = fhir_context(request)
     now = utc_now()
-    result = await search(ctx, resource_type, await _search_params(request), now=now,
+    result = await search(ctx, resource_type, await search_params(request), now=now,
                           lenient=is_lenient(request))
     return fhir_json(render_searchset(ctx, result, now=now))
-
-
-async def _search_params(request: Request) -> list[tuple[str, str]]:
-    """Query parameters, plus the form fields of `POST _search`.
-
-    The form is decoded here rather than with `request.form()`, which needs the optional
-    python-multipart package only to read a body that is always urlencoded.
-    """
-    params = list(request.query_params.multi_items())
-    if request.method == "POST":
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if content_type not in ("application/x-www-form-urlencoded", ""):
-            raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
-        body = (await request.body()).decode("utf-8", errors="replace")
-        params.extend(parse_qsl(body, keep_blank_values=True))
-    return params
 
 
 def render_searchset(ctx: FhirContext, result: SearchResult, *,
