@@ -1,9 +1,14 @@
-"""An app on a fresh SQLite file per test, driven over ASGI with httpx."""
+"""An app on a fresh store per test, driven over ASGI with httpx.
+
+The `client` fixture runs every API test twice: on a fresh SQLite file and on a fresh
+MongoDB database (marked `mongo`), so both stores are held to the same REST behaviour.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -25,10 +30,27 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def mongo_database_url(server_uri: str, database: str) -> str:
+    """`server_uri` with its database path replaced by `database` (query kept)."""
+    head, _, query = server_uri.partition("?")
+    scheme, _, rest = head.partition("://")
+    hosts = rest.split("/", 1)[0]
+    return f"{scheme}://{hosts}/{database}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store: a SQLite file, or a new database on the MongoDB test server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fhir.db'}"
+    server_uri: str = request.getfixturevalue("mongodb_uri")
+    return mongo_database_url(server_uri, f"e2e_{uuid4().hex}")
+
+
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def client(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to a running app (lifespan entered) at BASE."""
-    app = create_app(make_settings(tmp_path))
+    app = create_app(make_settings(tmp_path, store_url=store_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
