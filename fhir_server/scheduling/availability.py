@@ -293,7 +293,8 @@ def _to_minutes(moment: datetime) -> int:
 def _ceil_minutes(moment: datetime) -> int:
     """Ceiling of an aware datetime in UTC epoch minutes."""
     floor = _to_minutes(moment)
-    return floor if _from_minutes(floor) == moment else floor + 1
+    # Compare in UTC: PEP 495 makes `==` False across zones for ambiguous local times.
+    return floor if _from_minutes(floor) == moment.astimezone(UTC) else floor + 1
 
 
 def _from_minutes(minutes: int) -> datetime:
