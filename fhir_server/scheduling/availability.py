@@ -21,7 +21,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-
 __all__ = [
     "AVAILABILITY_URL", "R4_TIMEZONE_URL", "SLOT_EMERGENCY_RESERVE_URL", "DEFAULT_SLOT_MINUTES",
     "WeeklyTime", "NotAvailable", "EmergencyWindow", "AvailabilityRules", "PlannedSlot",
@@ -40,8 +39,9 @@ Coding = tuple[str | None, str]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
-# Slot grids are anchored on each block's start; blocks that run beyond this much padding
-# around the window (all-day availability for weeks) fall back to an absolute UTC grid.
+# Slot grids are anchored on each block's start, so plans agree whatever the window. Blocks
+# are expanded this far around the window; a block longer than that (all-day availability for
+# over a week) may be cut off, so its true start is unknown and it uses the UTC epoch grid.
 _PLAN_PADDING = timedelta(days=7)
 
 
@@ -170,14 +170,13 @@ def plan_slots(rules: AvailabilityRules, start: datetime, end: datetime, *,
     pitch = rules.buffer_after + length + rules.buffer_before
     step = rules.alignment or pitch
     low, high = _ceil_minutes(start), _to_minutes(end)
-    padded_low = _to_minutes(start - _PLAN_PADDING)
     blocks = _open_intervals(rules, start - _PLAN_PADDING, end + _PLAN_PADDING)
     reserved = _emergency_intervals(rules, start, end)
     planned = []
     for block_start, block_end in blocks:
         if block_end <= low or block_start >= high:
             continue
-        anchor = block_start if block_start > padded_low else 0
+        anchor = 0 if block_end - block_start > _PLAN_PADDING // _MINUTE else block_start
         for slot_start in _slot_starts(block_start, block_end, anchor, length, step, pitch):
             if slot_start >= low and slot_start + length <= high:
                 release = _release_minute(slot_start, reserved)

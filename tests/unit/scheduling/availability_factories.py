@@ -26,7 +26,8 @@ def minutes(value: float, code: str = "min") -> dict:
 
 def available_time(days: list[str], start: str, end: str) -> dict:
     return nested("availableTime", *[sub("daysOfWeek", valueCode=d) for d in days],
-                  sub("availableStartTime", valueTime=start), sub("availableEndTime", valueTime=end))
+                  sub("availableStartTime", valueTime=start),
+                  sub("availableEndTime", valueTime=end))
 
 
 def break_time(start: str, end: str, days: list[str] = ()) -> dict:

@@ -43,7 +43,8 @@ def as_utc(intervals: list[tuple[int, int]]) -> list[tuple[datetime, datetime]]:
     return [(epoch + timedelta(minutes=s), epoch + timedelta(minutes=e)) for s, e in intervals]
 
 
-def nine_to_five(zone: ZoneInfo = NY, days: frozenset[int] = ALL, **more: object) -> AvailabilityRules:
+def nine_to_five(zone: ZoneInfo = NY, days: frozenset[int] = ALL,
+                 **more: object) -> AvailabilityRules:
     return AvailabilityRules(time_zone=zone, available=(WeeklyTime(days, time(9), time(17)),),
                              **more)  # type: ignore[arg-type]
 
@@ -238,3 +239,15 @@ def test_emergency_window_from_the_extension() -> None:
 def test_naive_window_is_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         expand_availability(nine_to_five(), datetime(2025, 1, 6), utc(2025, 1, 7))
+
+
+def test_round_the_clock_availability_plans_the_same_grid_from_any_window() -> None:
+    ten_days = (NotAvailable(None, utc(2025, 1, 6, 5)), NotAvailable(utc(2025, 1, 16, 5), None))
+    rules = AvailabilityRules(time_zone=NY, available=(WeeklyTime(ALL, time(0), time(0)),),
+                              not_available=ten_days, slot_minutes_default=45)
+
+    early = plan_slots(rules, utc(2025, 1, 6), utc(2025, 1, 17))
+    late = plan_slots(rules, utc(2025, 1, 15, 7), utc(2025, 1, 16))
+
+    assert late and late == [s for s in early if utc(2025, 1, 15, 7) <= s.start
+                             and s.end <= utc(2025, 1, 16)]

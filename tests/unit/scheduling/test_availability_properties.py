@@ -163,7 +163,7 @@ def test_planned_slots_lie_in_availability_and_avoid_breaks(rules: AvailabilityR
 
     as_minutes = [((s.start - EPOCH) // timedelta(minutes=1),
                    (s.end - EPOCH) // timedelta(minutes=1)) for s in slots]
-    for (low, high), previous in zip(as_minutes, [None, *as_minutes]):
+    for (low, high), previous in zip(as_minutes, [None, *as_minutes][:-1], strict=True):
         assert high - low == rules.slot_minutes_default
         block = [(s, e) for s, e in opened if s <= low and high <= e]
         assert block, "slot outside availability"
