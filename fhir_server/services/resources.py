@@ -26,10 +26,10 @@ from fhir_server.fhir.errors import (
 from fhir_server.fhir.resource_types import is_supported
 from fhir_server.fhir.search.parse import parse_query_string
 from fhir_server.fhir.validation import validate_resource
-from fhir_server.services.context import FhirContext
+from fhir_server.services.context import FhirContext, ResourceChange
 from fhir_server.services.search import find_matches
 from fhir_server.services.versions import new_id, next_version, tombstone
-from fhir_server.store.protocol import StoredResource, VersionWrite, WriteConflict
+from fhir_server.store.protocol import StoredResource, WriteConflict
 
 UNCONDITIONAL_RETRIES = 5
 T = TypeVar("T")
@@ -82,9 +82,8 @@ async def create(ctx: FhirContext, resource_type: str, resource: Any, *, now: da
         existing = await _single_match(ctx, resource_type, if_none_exist, now=now)
         if existing is not None:
             return WriteResult(existing, created=False)
-    write = next_version(ctx, resource, resource_type=resource_type, id=new_id(),
-                         current=None, now=now, method="POST")
-    return WriteResult(await _commit_one(ctx, write), created=True)
+    change = ResourceChange(resource_type, new_id(), resource, None, "POST", now)
+    return WriteResult(await commit_change(ctx, change), created=True)
 
 
 async def update(ctx: FhirContext, resource_type: str, id: str, resource: Any, *,
@@ -102,9 +101,9 @@ async def update(ctx: FhirContext, resource_type: str, id: str, resource: Any, *
     async def attempt() -> WriteResult:
         current = await ctx.store.read(resource_type, id)
         _check_if_match(current, if_match, resource_type, id)
-        write = next_version(ctx, dict(resource), resource_type=resource_type, id=id,
-                             current=current, now=now, method="PUT")
-        return WriteResult(await _commit_one(ctx, write), created=current is None or current.deleted)
+        change = ResourceChange(resource_type, id, dict(resource), current, "PUT", now)
+        return WriteResult(await commit_change(ctx, change),
+                           created=current is None or current.deleted)
 
     return await _with_retries(attempt, conditional=if_match is not None)
 
@@ -123,9 +122,8 @@ async def patch(ctx: FhirContext, resource_type: str, id: str, operations: Any, 
         if patched.get("resourceType") != resource_type or patched.get("id") != id:
             raise InvalidRequest("A patch may not change the resource's type or id")
         validate_resource(patched, resource_type=resource_type)
-        write = next_version(ctx, patched, resource_type=resource_type, id=id,
-                             current=current, now=now, method="PATCH")
-        return WriteResult(await _commit_one(ctx, write), created=False)
+        change = ResourceChange(resource_type, id, patched, current, "PATCH", now)
+        return WriteResult(await commit_change(ctx, change), created=False)
 
     return await _with_retries(attempt, conditional=if_match is not None)
 
@@ -140,7 +138,7 @@ async def delete(ctx: FhirContext, resource_type: str, id: str, *, now: datetime
         _check_if_match(current, if_match, resource_type, id)
         if current is None or current.deleted:
             return False
-        await _commit_one(ctx, tombstone(current, now=now))
+        await commit_change(ctx, ResourceChange(resource_type, id, None, current, "DELETE", now))
         return True
 
     return await _with_retries(attempt, conditional=if_match is not None)
@@ -169,7 +167,23 @@ def _check_if_match(current: StoredResource | None, if_match: int | None,
             f"{resource_type}/{id} is at version {actual}, not {if_match} (If-Match)")
 
 
-async def _commit_one(ctx: FhirContext, write: VersionWrite) -> StoredResource:
+async def commit_change(ctx: FhirContext, change: ResourceChange) -> StoredResource:
+    """Hand the change to its type's rules, or append it as a plain version-checked write."""
+    rules = ctx.rules.get(change.resource_type)
+    if rules is not None:
+        return await rules.write(ctx, change)
+    return await commit_plain(ctx, change)
+
+
+async def commit_plain(ctx: FhirContext, change: ResourceChange) -> StoredResource:
+    """Append the change as the next version, if `change.current` is still current."""
+    if change.resource is None:
+        assert change.current is not None
+        write = tombstone(change.current, now=change.now)
+    else:
+        write = next_version(ctx, change.resource, resource_type=change.resource_type,
+                             id=change.id, current=change.current, now=change.now,
+                             method=change.method)
     stored = await ctx.store.commit([write])
     return stored[0]
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fhir_server.fhir.errors import (
+    BusinessRuleViolation,
     Conflict,
     FhirError,
     InvalidRequest,
@@ -173,6 +174,9 @@ async def run_transaction(ctx: FhirContext, entries: list[EntryRequest], *,
         raise Conflict(f"Transaction not applied: {conflict}") from conflict
     for position, version in enumerate(stored):
         plan.results[plan.write_entry[position]].stored = version
+        rules = ctx.rules.get(version.resource_type)
+        if rules is not None:
+            await rules.after_commit(ctx, version, now=now)
     for entry in entries:
         if entry.method == "GET":
             plan.results[entry.index] = await _run_read(ctx, entry, now=now)
@@ -236,6 +240,12 @@ async def _prepare_write(ctx: FhirContext, entry: EntryRequest, aliases: dict[st
                          plan: _Plan, *, now: datetime) -> None:
     id = _require_id(entry)
     resources.require_supported(entry.resource_type)
+    rules = ctx.rules.get(entry.resource_type)
+    if rules is not None and not rules.transactional:
+        raise BusinessRuleViolation(
+            f"Bundle.entry[{entry.index}]: {entry.resource_type} changes claim or release "
+            "time one step at a time and cannot join a transaction; send them in a batch or "
+            "on their own", expression=f"Bundle.entry[{entry.index}]")
     current = await ctx.store.read(entry.resource_type, id)
     if entry.if_match is not None and (current is None or current.version_id != entry.if_match):
         raise VersionConflict(f"Bundle.entry[{entry.index}]: {entry.resource_type}/{id} is not "
