@@ -17,9 +17,8 @@ from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
 from fhir_server.fhir.capability import build_capability_statement
 from fhir_server.fhir.resource_types import SUPPORTED_TYPES
-from fhir_server.fhir.search.parameters import load_registry
 from fhir_server.services.conformance import load_conformance
-from fhir_server.services.context import FhirContext
+from fhir_server.services.wiring import make_context
 from fhir_server.settings import Settings, get_settings
 from fhir_server.store.factory import open_store_for_url
 from fhir_server.store.protocol import Store
@@ -48,9 +47,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         active = store or open_store_for_url(settings.store_url,
                                              timeout_ms=settings.mongo_timeout_ms)
         await active.open()
-        registry = load_registry(settings.capability_dir)
+        ctx = make_context(active, capability_dir=settings.capability_dir,
+                           base_url=settings.base_url)
+        registry = ctx.registry
         conformance = load_conformance(settings.capability_dir, settings.profiles_dir)
-        app.state.fhir = FhirContext(store=active, registry=registry, base_url=settings.base_url)
+        app.state.fhir = ctx
         app.state.conformance = conformance
         app.state.capability_statement = orjson.dumps(build_capability_statement(
             template=conformance.capability_template, registry=registry,

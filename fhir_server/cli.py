@@ -11,9 +11,8 @@ import typer
 import uvicorn
 
 from fhir_server.fhir.errors import StoreUnavailable
-from fhir_server.fhir.search.parameters import load_registry
-from fhir_server.services.context import FhirContext
 from fhir_server.services.seeding import seed_demo, store_is_empty
+from fhir_server.services.wiring import make_context
 from fhir_server.settings import Settings, get_settings
 from fhir_server.store.factory import open_store_for_url
 
@@ -29,8 +28,8 @@ async def _prepare_store(settings: Settings, *, seed: bool, only_if_empty: bool)
         await store.ping()
         if not seed:
             return 0
-        ctx = FhirContext(store=store, registry=load_registry(settings.capability_dir),
-                          base_url=settings.base_url)
+        ctx = make_context(store, capability_dir=settings.capability_dir,
+                           base_url=settings.base_url)
         if only_if_empty and not await store_is_empty(ctx):
             return 0
         now = datetime.now(UTC)
@@ -52,7 +51,8 @@ def _run_prepare(settings: Settings, *, seed: bool, only_if_empty: bool = False)
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8080, help="TCP port."),
-          seed_if_empty: bool = typer.Option(False, help="Load the demo clinic into an empty store first."),
+          seed_if_empty: bool = typer.Option(
+              False, help="Load the demo clinic into an empty store first."),
           workers: int = typer.Option(1, help="Worker processes.")) -> None:
     """Serve the FHIR API at the configured base URL."""
     settings = get_settings()
