@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import orjson
@@ -41,10 +41,9 @@ from fhir_server.store.protocol import (
     VersionWrite,
     WriteConflict,
 )
+from fhir_server.store.timestamps import from_micros, to_micros
 
 DEFAULT_DATABASE = "fhir_scheduler"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 # Reads fetch only what a StoredResource needs, never the parsed copy or the index arrays.
 _PROJECTION = {f: 1 for f in ("type", "id", "version_id", "updated_us", "deleted", "method",
                               "body")}
@@ -69,18 +68,6 @@ VERSION_INDEXES = [
     IndexModel([("type", ASCENDING), ("updated_us", DESCENDING)], name="type_updated"),
     IndexModel([("updated_us", DESCENDING)], name="updated"),
 ]
-
-
-def to_micros(moment: datetime) -> int:
-    """Epoch microseconds: exact, and orders like the instant (naive times are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC instant of epoch microseconds."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def database_from_url(url: str) -> str | None:

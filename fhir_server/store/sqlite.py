@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from fhir_server.fhir.errors import StoreUnavailable
@@ -34,6 +34,7 @@ from fhir_server.store.protocol import (
     WriteConflict,
 )
 from fhir_server.store.sqlite_query import compile_search
+from fhir_server.store.timestamps import from_micros, to_micros
 
 SCHEMA_VERSION = 1
 
@@ -83,23 +84,9 @@ CREATE INDEX IF NOT EXISTS idx_string_owner ON idx_string (type, id, param, norm
 
 INDEX_TABLES = ("idx_token", "idx_reference", "idx_date", "idx_string")
 _COLUMNS = "type, id, version_id, last_updated, deleted, method, body"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _ID_CHUNK = 500  # stays far below SQLite's bound-parameter limit
 
 Row = tuple[str, str, int, int, int, str, bytes | None]
-
-
-def to_micros(moment: datetime) -> int:
-    """Epoch microseconds: exact, and orders like the instant (naive times are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC instant of epoch microseconds."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def json_path(dotted: str) -> str:
