@@ -21,6 +21,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
+from fhir_server.scheduling.intervals import from_minutes, subtract, to_minutes
+
 __all__ = [
     "AVAILABILITY_URL", "R4_TIMEZONE_URL", "SLOT_EMERGENCY_RESERVE_URL", "DEFAULT_SLOT_MINUTES",
     "WeeklyTime", "NotAvailable", "EmergencyWindow", "AvailabilityRules", "PlannedSlot",
@@ -156,7 +158,7 @@ def bookable_window(rules: AvailabilityRules, now: datetime) -> tuple[datetime, 
 def expand_availability(rules: AvailabilityRules, start: datetime,
                         end: datetime) -> list[Interval]:
     """Open time in [start, end) as sorted, merged UTC epoch-minute intervals."""
-    low, high = _ceil_minutes(start), _to_minutes(end)
+    low, high = _ceil_minutes(start), to_minutes(end)
     if high <= low:
         return []
     open_time = _open_intervals(rules, start, end)
@@ -169,7 +171,7 @@ def plan_slots(rules: AvailabilityRules, start: datetime, end: datetime, *,
     length = rules.slot_minutes_for(service_codings)
     pitch = rules.buffer_after + length + rules.buffer_before
     step = rules.alignment or pitch
-    low, high = _ceil_minutes(start), _to_minutes(end)
+    low, high = _ceil_minutes(start), to_minutes(end)
     blocks = _open_intervals(rules, start - _PLAN_PADDING, end + _PLAN_PADDING)
     reserved = _emergency_intervals(rules, start, end)
     planned = []
@@ -181,8 +183,8 @@ def plan_slots(rules: AvailabilityRules, start: datetime, end: datetime, *,
             if slot_start >= low and slot_start + length <= high:
                 release = _release_minute(slot_start, reserved)
                 planned.append(PlannedSlot(
-                    start=_from_minutes(slot_start), end=_from_minutes(slot_start + length),
-                    emergency_release=None if release is None else _from_minutes(release),
+                    start=from_minutes(slot_start), end=from_minutes(slot_start + length),
+                    emergency_release=None if release is None else from_minutes(release),
                     capacity=rules.capacity))
     return planned
 
@@ -221,16 +223,16 @@ def _emergency_intervals(rules: AvailabilityRules, start: datetime,
 
 def _open_intervals(rules: AvailabilityRules, start: datetime, end: datetime) -> list[Interval]:
     """Available weekly times minus breaks and absences, merged (not clipped to the period)."""
-    available = _merge(_weekly_intervals(rules.available, rules.time_zone, start, end))
+    available = _weekly_intervals(rules.available, rules.time_zone, start, end)
     breaks = tuple(replace(b, days=b.days or ALL_DAYS) for b in rules.breaks)
     closed = _weekly_intervals(breaks, rules.time_zone, start, end)
     closed += [_absence_interval(absence) for absence in rules.not_available]
-    return _subtract(available, _merge(closed))
+    return subtract(available, closed)
 
 
 def _absence_interval(absence: NotAvailable) -> Interval:
     """An absence in epoch minutes, widened to whole minutes so no part of it stays open."""
-    low = -(2**62) if absence.start is None else _to_minutes(absence.start)
+    low = -(2**62) if absence.start is None else to_minutes(absence.start)
     high = 2**62 if absence.end is None else _ceil_minutes(absence.end)
     return low, high
 
@@ -282,48 +284,8 @@ def _seconds(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(seconds=1)
 
 
-def _to_minutes(moment: datetime) -> int:
-    """Floor of an aware datetime in UTC epoch minutes."""
-    if moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment.isoformat()} has no time zone")
-    return (moment - _EPOCH) // _MINUTE
-
-
 def _ceil_minutes(moment: datetime) -> int:
     """Ceiling of an aware datetime in UTC epoch minutes."""
-    floor = _to_minutes(moment)
+    floor = to_minutes(moment)
     # Compare in UTC: PEP 495 makes `==` False across zones for ambiguous local times.
-    return floor if _from_minutes(floor) == moment.astimezone(UTC) else floor + 1
-
-
-def _from_minutes(minutes: int) -> datetime:
-    return _EPOCH + timedelta(minutes=minutes)
-
-
-def _merge(intervals: Iterable[Interval]) -> list[Interval]:
-    """Sorted, non-empty intervals with overlapping or touching ones joined."""
-    merged: list[Interval] = []
-    for low, high in sorted(i for i in intervals if i[0] < i[1]):
-        if merged and low <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
-        else:
-            merged.append((low, high))
-    return merged
-
-
-def _subtract(base: list[Interval], cuts: list[Interval]) -> list[Interval]:
-    """Parts of merged `base` outside merged `cuts`, as a two-pointer sweep."""
-    result: list[Interval] = []
-    index = 0
-    for low, high in base:
-        while index < len(cuts) and cuts[index][1] <= low:
-            index += 1
-        cursor, probe = low, index
-        while probe < len(cuts) and cuts[probe][0] < high:
-            if cuts[probe][0] > cursor:
-                result.append((cursor, cuts[probe][0]))
-            cursor = max(cursor, cuts[probe][1])
-            probe += 1
-        if cursor < high:
-            result.append((cursor, high))
-    return result
+    return floor if from_minutes(floor) == moment.astimezone(UTC) else floor + 1
