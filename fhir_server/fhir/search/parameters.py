@@ -21,6 +21,8 @@ from typing import Any, Final, Literal
 import fhirpathpy
 from fhirpathpy.models import models as fhirpath_models
 
+from fhir_server.fhir.search.simple_paths import PathEvaluator, compile_simple_path
+
 ParamType = Literal["token", "reference", "date", "string", "uri"]
 
 INDEXABLE_TYPES: Final[frozenset[str]] = frozenset({"token", "reference", "date", "string", "uri"})
@@ -41,6 +43,7 @@ _RESOLVE_IS = re.compile(r"resolve\(\)\s+is\s+([A-Za-z]+)")
 _COMMON_ROOT = re.compile(r"(?<![\w.])(?:Domain)?Resource\.")
 
 Evaluator = Callable[[dict[str, Any]], list[Any]]
+_UNCOMPILED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class SearchParameterRegistry:
         self._evaluators: dict[str, Evaluator] = {}
         self._excluded: dict[str, str] = {}
         self._views: dict[str, Mapping[str, SearchParameterDef]] = {}
+        self._fast: dict[tuple[str, str], PathEvaluator | None | object] = {}
         model = fhirpath_models["r4"]
         for resource in resources_:
             self._add(resource, model)
@@ -131,6 +135,18 @@ class SearchParameterRegistry:
 
     def evaluate(self, definition: SearchParameterDef, resource: dict[str, Any]) -> list[Any]:
         """The values `definition`'s expression selects in `resource` (raw JSON values)."""
+        key = (definition.url, resource.get("resourceType", ""))
+        fast = self._fast.get(key, _UNCOMPILED)
+        if fast is _UNCOMPILED:
+            fast = compile_simple_path(definition.expression, key[1], choice_element_paths())
+            self._fast[key] = fast
+        if fast is not None:
+            return fast(resource)
+        return self.evaluate_with_fhirpathpy(definition, resource)
+
+    def evaluate_with_fhirpathpy(self, definition: SearchParameterDef,
+                                 resource: dict[str, Any]) -> list[Any]:
+        """The reference evaluation by fhirpathpy (what the fast path must always equal)."""
         evaluator = self._evaluators.get(definition.url)
         return evaluator(resource) if evaluator is not None else []
 
@@ -174,6 +190,16 @@ def _definition(resource: Mapping[str, Any]) -> SearchParameterDef:
         comparators=DATE_COMPARATORS if kind == "date" else (),
         fhirpath="" if code == "_id" else to_evaluable(expression),
     )
+
+
+@functools.cache
+def choice_element_paths() -> frozenset[str]:
+    """`Patient.deceased` for `Patient.deceased[x]`: paths only fhirpathpy navigates correctly."""
+    source = resources.files("fhir_server.fhir").joinpath("definitions/structure-definitions.json")
+    structures = json.loads(source.read_text(encoding="utf-8"))
+    return frozenset(element["path"].removesuffix("[x]") for structure in structures
+                     for element in structure["snapshot"]["element"]
+                     if element["path"].endswith("[x]"))
 
 
 def packaged_definitions() -> list[dict[str, Any]]:
