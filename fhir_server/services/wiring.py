@@ -6,12 +6,13 @@ from pathlib import Path
 
 from fhir_server.fhir.search.parameters import load_registry
 from fhir_server.services.context import FhirContext, TypeRules
+from fhir_server.services.slot_generation import ScheduleRules
 from fhir_server.store.protocol import Store
 
 
 def type_rules() -> dict[str, TypeRules]:
     """The domain rules that own some types' writes (booking, slot generation, responses)."""
-    return {}
+    return {"Schedule": ScheduleRules()}
 
 
 def make_context(store: Store, *, capability_dir: Path, base_url: str) -> FhirContext:
