@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fhir_server.fhir.search.parameters import load_registry
+from fhir_server.services.appointment_rules import AppointmentRules
 from fhir_server.services.context import FhirContext, TypeRules
 from fhir_server.services.slot_generation import ScheduleRules
 from fhir_server.store.protocol import Store
@@ -12,7 +13,7 @@ from fhir_server.store.protocol import Store
 
 def type_rules() -> dict[str, TypeRules]:
     """The domain rules that own some types' writes (booking, slot generation, responses)."""
-    return {"Schedule": ScheduleRules()}
+    return {"Schedule": ScheduleRules(), "Appointment": AppointmentRules()}
 
 
 def make_context(store: Store, *, capability_dir: Path, base_url: str) -> FhirContext:
