@@ -216,3 +216,12 @@ async def test_unknown_schedule_and_empty_window_are_refused(ctx):
         await generate_slots(ctx, "nope", start=WEEK_START, end=WEEK_END, now=NOW)
     with pytest.raises(InvalidRequest):
         await generate_slots(ctx, "nope", start=WEEK_END, end=WEEK_END, now=NOW)
+
+
+async def test_without_a_horizon_the_next_28_days_are_generated(ctx):
+    schedule = make_schedule(availability(available_time(["mon"], "09:00:00", "10:00:00")))
+
+    await put(ctx, schedule)
+
+    mondays = sorted({local(s).date().isoformat() for s in await slots_of(ctx, "sched-1")})
+    assert mondays == ["2030-03-04", "2030-03-11", "2030-03-18", "2030-03-25"]
