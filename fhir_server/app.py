@@ -11,7 +11,17 @@ import orjson
 from fastapi import FastAPI
 
 from fhir_server import __version__
-from fhir_server.api import bundle, generate_slots, health, history, instance, metadata, search
+from fhir_server.api import (
+    appointment_find,
+    bundle,
+    find_slots,
+    generate_slots,
+    health,
+    history,
+    instance,
+    metadata,
+    search,
+)
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
@@ -33,7 +43,8 @@ SYSTEM_INTERACTIONS = ("batch", "transaction", "history-system")
 def fhir_router() -> FhirRouter:
     """Every FHIR route; the router tries literal paths before `{resource_type}/{id}`."""
     router = FhirRouter()
-    for module in (metadata, bundle, history, search, generate_slots, instance):
+    for module in (metadata, bundle, history, search, generate_slots, find_slots,
+                   appointment_find, instance):
         router.include(module.router)
     return router
 
