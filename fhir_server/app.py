@@ -12,7 +12,10 @@ from fastapi import FastAPI
 
 from fhir_server import __version__
 from fhir_server.api import (
+    appointment_book,
     appointment_find,
+    appointment_hold,
+    appointment_reschedule,
     bundle,
     find_slots,
     generate_slots,
@@ -44,7 +47,8 @@ def fhir_router() -> FhirRouter:
     """Every FHIR route; the router tries literal paths before `{resource_type}/{id}`."""
     router = FhirRouter()
     for module in (metadata, bundle, history, search, generate_slots, find_slots,
-                   appointment_find, instance):
+                   appointment_find, appointment_hold, appointment_book, appointment_reschedule,
+                   instance):
         router.include(module.router)
     return router
 

@@ -139,24 +139,36 @@ class Parameters:
 
     def reference_id(self, name: str, resource_type: str, *, base_url: str | None = None,
                      required: bool = False) -> str | None:
-        """The id a `valueReference` (or `valueUri`/`valueId`) named `name` points at.
+        """The id the one reference named `name` points at (see `reference_ids`)."""
+        found: str | None = _at_most_one(
+            name, self.reference_ids(name, resource_type, base_url=base_url), required=required)
+        return found
+
+    def reference_ids(self, name: str, resource_type: str, *,
+                      base_url: str | None = None) -> list[str]:
+        """The ids the parts named `name` point at: `valueReference`, `valueUri` or `valueId`.
 
         Accepts `Type/id`, `Type/id/_history/n` and, with `base_url`, an absolute URL on this
         server; a reference to another type or another server is refused.
         """
-        part = _at_most_one(name, self._named(name), required=required)
-        if part is None:
-            return None
-        if "valueReference" in part:
-            text = self.value(name, "Reference").get("reference")
-        elif "valueId" in part:
-            return str(self.value(name, "id"))
-        else:
-            text = self.value(name, "uri") if "valueUri" in part else None
-        if not isinstance(text, str):
-            raise InvalidRequest(f"Parameter '{name}' must be a reference to a {resource_type}",
-                                 expression=parameter_expression(name))
-        return _local_id(text, name, resource_type, base_url)
+        ids = []
+        for part in self._named(name):
+            if "valueId" in part:
+                value = part["valueId"]
+                if not VALUE_CHECKS["id"](value):
+                    raise InvalidRequest(f"Parameter '{name}' must be a valid id",
+                                         expression=parameter_expression(name))
+                ids.append(str(value))
+                continue
+            if "valueReference" in part and VALUE_CHECKS["Reference"](part["valueReference"]):
+                text = part["valueReference"].get("reference")
+            else:
+                text = part.get("valueUri")
+            if not isinstance(text, str):
+                raise InvalidRequest(f"Parameter '{name}' must be a reference to a "
+                                     f"{resource_type}", expression=parameter_expression(name))
+            ids.append(_local_id(text, name, resource_type, base_url))
+        return ids
 
     def _named(self, name: str) -> list[dict[str, Any]]:
         return [part for part in self.parts if part["name"] == name]

@@ -94,12 +94,24 @@ def test_reference_id_accepts_local_forms(reference: str) -> None:
     assert p.reference_id("appointment-reference", "Appointment", base_url=BASE) == "a1"
 
 
+def test_reference_ids_reads_every_part_by_name() -> None:
+    p = params({"name": "slot", "valueReference": {"reference": "Slot/b"}},
+               {"name": "slot", "valueReference": {"reference": f"{BASE}/Slot/a"}})
+    assert p.reference_ids("slot", "Slot", base_url=BASE) == ["b", "a"]
+    assert "only once" in str(refused(lambda: p.reference_id("slot", "Slot", base_url=BASE)))
+    assert params().reference_ids("slot", "Slot") == []
+
+
 def test_reference_id_also_reads_uri_and_id_values() -> None:
     assert params({"name": "cancelled-appt-id", "valueUri": "Appointment/x"}).reference_id(
         "cancelled-appt-id", "Appointment") == "x"
     assert params({"name": "cancelled-appt-id", "valueId": "x"}).reference_id(
         "cancelled-appt-id", "Appointment") == "x"
     assert params().reference_id("cancelled-appt-id", "Appointment") is None
+    for bad in ({"name": "x", "valueId": "a/b"}, {"name": "x", "valueString": "Appointment/a"},
+                {"name": "x", "valueReference": {"display": "no reference"}}):
+        error = refused(lambda bad=bad: params(bad).reference_id("x", "Appointment"))
+        assert expression_of(error) == (parameter_expression("x"),)
 
 
 @pytest.mark.parametrize("reference", [
