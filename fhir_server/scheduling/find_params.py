@@ -170,7 +170,7 @@ def _build(values: list[tuple[str, Any]], spec: ParamSpec) -> SlotQuery:
 
 def _query(fields: dict[str, list[tuple[str, Any]]]) -> SlotQuery:
     def one(key: str) -> Any:
-        return fields[key][0][1] if key in fields else None
+        return fields[key][0][1] if fields.get(key) else None
 
     def many(key: str) -> tuple[Any, ...]:
         return tuple(dict.fromkeys(v for _, v in fields.get(key, ())))
