@@ -1,7 +1,9 @@
 """Demo data for a small outpatient clinic: valid FHIR R4 resources with fixed, readable ids.
 
-Pure: `today` is passed in and nothing is read or written, so seeding is one idempotent
-`PUT [type]/[id]` per resource and the same `today` always yields the same resources.
+Pure: `today` is passed in and nothing is read or written, and the same `today` always yields
+the same resources. Each Schedule carries the `schedule-availability` extension; its Slots are
+what the scheduling engine plans from those rules over the planning horizon (seeding lets the
+slot generation service write them), and the two demo Appointments book two of those slots.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from fhir_server.scheduling.availability import AVAILABILITY_URL, plan_slots, rules_from_schedule
+from fhir_server.scheduling.slot_plan import reconcile_slots
+
 CLINIC_TZ = ZoneInfo("America/New_York")
 ORG_ID = "riverside-clinic"
 BUILDING_ID = "riverside-main-building"
 SLOT_MINUTES = 30
-WORKING_BLOCKS = ((time(9), time(12)), (time(13), time(17)))  # lunch 12:00-13:00
+OPENING, CLOSING = time(9), time(17)
+LUNCH = (time(12), time(13))
+WORKING_BLOCKS = ((OPENING, LUNCH[0]), (LUNCH[1], CLOSING))
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
-SLOT_WORKING_DAYS = 5
 PLANNING_DAYS = 28
+UCUM = "http://unitsofmeasure.org"
 
 SNOMED = "http://snomed.info/sct"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -63,7 +70,13 @@ STAFF = (
                 DERMATOLOGY, "general-consultation", "exam-room-1", "+1-617-555-0113"),
 )
 
+# Per-practitioner extras in their availability rules.
+BUFFER_AFTER = {"dr-mei-lin-chen": 5}  # minutes of notes after each visit
+EMERGENCY_RESERVE = {"dr-daniel-reyes": (time(16), time(17), 2)}  # start, end, release hours
+DEVICE_SLOT_MINUTES = {ECG_PROCEDURE: 60}
+
 # (patient id, staff index, working-day index, local start time): the two demo bookings.
+# Working days count from tomorrow: slots are generated from now on, so today's may be past.
 BOOKINGS = (
     ("maria-garcia", 0, 0, time(10)),
     ("james-wilson", 1, 1, time(14)),
@@ -106,6 +119,52 @@ def working_hours() -> list[dict]:
         {"daysOfWeek": WEEKDAYS, "availableStartTime": f"{start}", "availableEndTime": f"{end}"}
         for start, end in WORKING_BLOCKS
     ]
+
+
+def duration(value: int, unit: str = "min") -> dict:
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def _sub(url: str, **value: object) -> dict:
+    return {"url": url, **value}
+
+
+def _nested(url: str, *children: dict) -> dict:
+    return {"url": url, "extension": list(children)}
+
+
+def _days(days: list[str]) -> list[dict]:
+    return [_sub("daysOfWeek", valueCode=day) for day in days]
+
+
+def availability(*, service_minutes: dict | None = None, buffer_after: int = 0,
+                 emergency: tuple[time, time, int] | None = None) -> dict:
+    """The `schedule-availability` extension: clinic hours with a lunch break, 30-min slots,
+    2 h minimum notice and a 60-day booking horizon, plus the given extras."""
+    rules = [
+        _sub("timeZone", valueCode=CLINIC_TZ.key),
+        _nested("availableTime", *_days(WEEKDAYS),
+                _sub("availableStartTime", valueTime=f"{OPENING}"),
+                _sub("availableEndTime", valueTime=f"{CLOSING}")),
+        _nested("break", *_days(WEEKDAYS), _sub("startTime", valueTime=f"{LUNCH[0]}"),
+                _sub("endTime", valueTime=f"{LUNCH[1]}"), _sub("description", valueString="Lunch")),
+        _nested("slotDuration", _sub("duration", valueDuration=duration(SLOT_MINUTES))),
+    ]
+    for code, minutes in (service_minutes or {}).items():
+        rules.append(_nested("slotDuration",
+                             _sub("serviceType", valueCodeableConcept=concept(code)),
+                             _sub("duration", valueDuration=duration(minutes))))
+    if buffer_after:
+        rules.append(_sub("bufferAfter", valueDuration=duration(buffer_after)))
+    if emergency:
+        start, end, release_hours = emergency
+        rules.append(_nested("emergencyReserve", *_days(WEEKDAYS),
+                             _sub("startTime", valueTime=f"{start}"),
+                             _sub("endTime", valueTime=f"{end}"),
+                             _sub("releaseBefore", valueDuration=duration(release_hours, "h"))))
+    rules += [_sub("minimumNotice", valueDuration=duration(2, "h")),
+              _sub("bookingHorizon", valueDuration=duration(60, "d"))]
+    return _nested(AVAILABILITY_URL, *rules)
 
 
 def make_organization() -> dict:
@@ -270,11 +329,13 @@ def planning_horizon(today: date) -> dict:
 
 
 def make_schedule(schedule_id: str, actors: list[dict], today: date, comment: str,
-                  specialty: tuple | None = None, service_type: tuple | None = None) -> dict:
+                  rules: dict, specialty: tuple | None = None,
+                  service_type: tuple | None = None) -> dict:
+    """A Schedule with its availability rules; the R4 timezone extension is for other clients."""
     schedule = {
         "resourceType": "Schedule",
         "id": schedule_id,
-        "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": CLINIC_TZ.key}],
+        "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": CLINIC_TZ.key}, rules],
         "active": True,
         "actor": actors,
         "planningHorizon": planning_horizon(today),
@@ -289,8 +350,10 @@ def make_schedule(schedule_id: str, actors: list[dict], today: date, comment: st
 
 def practitioner_schedule(staff: StaffMember, today: date) -> dict:
     actors = [ref("Practitioner", staff.id), ref("PractitionerRole", role_id(staff))]
+    rules = availability(buffer_after=BUFFER_AFTER.get(staff.id, 0),
+                         emergency=EMERGENCY_RESERVE.get(staff.id))
     return make_schedule(f"schedule-{staff.id}", actors, today,
-                         f"Clinic hours for {staff.display}",
+                         f"Clinic hours for {staff.display}", rules,
                          specialty=staff.specialty, service_type=SERVICE_TYPES[staff.service_id])
 
 
@@ -304,38 +367,25 @@ def working_days(today: date, count: int) -> list[date]:
     return days
 
 
-def slot_id(schedule_id: str, day: date, at: time) -> str:
-    return f"slot-{schedule_id.removeprefix('schedule-')}-{day:%Y%m%d}-{at:%H%M}"
+def planned_slots(schedule: dict) -> list[dict]:
+    """The free Slots the slot generator makes from the schedule's rules over its horizon."""
+    rules = rules_from_schedule(schedule)
+    assert rules is not None, schedule["id"]
+    horizon = schedule["planningHorizon"]
+    start, end = (datetime.fromisoformat(horizon[key].replace("Z", "+00:00"))
+                  for key in ("start", "end"))
+    codings = [(c["system"], c["code"]) for concept in schedule.get("serviceType", [])
+               for c in concept["coding"]]
+    plan = plan_slots(rules, start, end, service_codings=codings)
+    return reconcile_slots(schedule["id"], plan, [], now=start, template=schedule).create
 
 
-def slot_times() -> list[tuple[time, time]]:
-    """Local (start, end) of the 30-minute slots in the working blocks; lunch has none."""
-    def minutes(at: time) -> int:
-        return at.hour * 60 + at.minute
-
-    return [
-        (time(m // 60, m % 60), time((m + SLOT_MINUTES) // 60, (m + SLOT_MINUTES) % 60))
-        for opening, closing in WORKING_BLOCKS
-        for m in range(minutes(opening), minutes(closing), SLOT_MINUTES)
-    ]
-
-
-def working_day_slots(schedule: dict, day: date, busy_ids: frozenset[str]) -> list[dict]:
-    """One day's Slots for `schedule`, with service type and specialty copied from it."""
-    copied = {key: schedule[key] for key in ("serviceType", "specialty") if key in schedule}
-    slots = []
-    for at, until in slot_times():
-        identifier = slot_id(schedule["id"], day, at)
-        slots.append({
-            "resourceType": "Slot",
-            "id": identifier,
-            **copied,
-            "schedule": ref("Schedule", schedule["id"]),
-            "status": "busy" if identifier in busy_ids else "free",
-            "start": instant(day, at),
-            "end": instant(day, until),
-        })
-    return slots
+def booked_slot(slots: list[dict], schedule_id: str, day: date, at: time) -> dict:
+    """The generated slot of `schedule_id` starting at local `at` on `day`."""
+    start = instant(day, at)
+    reference = f"Schedule/{schedule_id}"
+    return next(slot for slot in slots
+                if slot["schedule"]["reference"] == reference and slot["start"] == start)
 
 
 def make_appointment(slot: dict, patient_id: str, staff: StaffMember, today: date) -> dict:
@@ -344,7 +394,7 @@ def make_appointment(slot: dict, patient_id: str, staff: StaffMember, today: dat
 
     return {
         "resourceType": "Appointment",
-        "id": f"appt-{patient_id}-{slot['id'].removeprefix('slot-')}",
+        "id": f"appt-{patient_id}-{slot['id'].removeprefix('schedule-')}",
         "status": "booked",
         "serviceType": slot["serviceType"],
         "specialty": slot["specialty"],
@@ -353,7 +403,7 @@ def make_appointment(slot: dict, patient_id: str, staff: StaffMember, today: dat
         "description": f"{slot['serviceType'][0]['text']} with {staff.display}",
         "start": slot["start"],
         "end": slot["end"],
-        "minutesDuration": SLOT_MINUTES,
+        "minutesDuration": SLOT_MINUTES,  # the practitioners' slot length
         "slot": [ref("Slot", slot["id"])],
         "created": today.isoformat(),
         "participant": [
@@ -379,11 +429,12 @@ def make_facilities(today: date) -> list[dict]:
     ]
     room_schedules = [
         make_schedule("schedule-exam-room-1", [ref("Location", "exam-room-1")], today,
-                      "Exam room 1 bookings"),
+                      "Exam room 1 bookings", availability()),
         make_schedule("schedule-ecg-room", [ref("Location", "ecg-room")], today,
-                      "ECG room bookings"),
+                      "ECG room bookings", availability()),
         make_schedule("schedule-ecg-machine-1", [ref("Device", "ecg-machine-1")], today,
-                      "ECG machine bookings", service_type=ECG_PROCEDURE),
+                      "ECG machine bookings", availability(service_minutes=DEVICE_SLOT_MINUTES),
+                      service_type=ECG_PROCEDURE),
     ]
     return [
         make_organization(),
@@ -400,27 +451,20 @@ def make_facilities(today: date) -> list[dict]:
 
 
 def demo_resources(today: date) -> list[dict]:
-    """Every demo resource, each safe to `PUT` by its id; slots cover the next 5 working days."""
-    days = working_days(today, SLOT_WORKING_DAYS)
+    """Every demo resource, each safe to `PUT` by its id: the Slots are those the rules plan
+    over the four-week horizon, two of them busy with the demo Appointments."""
+    facilities = make_facilities(today)
     schedules = [practitioner_schedule(staff, today) for staff in STAFF]
-    busy_ids = frozenset(
-        slot_id(schedules[staff_index]["id"], days[day_index], at)
-        for _, staff_index, day_index, at in BOOKINGS
-    )
-    slots = [
-        slot for schedule in schedules for day in days
-        for slot in working_day_slots(schedule, day, busy_ids)
-    ]
-    slots_by_id = {slot["id"]: slot for slot in slots}
-    appointments = [
-        make_appointment(
-            slots_by_id[slot_id(schedules[staff_index]["id"], days[day_index], at)],
-            patient_id, STAFF[staff_index], today,
-        )
-        for patient_id, staff_index, day_index, at in BOOKINGS
-    ]
+    all_schedules = schedules + [r for r in facilities if r["resourceType"] == "Schedule"]
+    slots = [slot for schedule in all_schedules for slot in planned_slots(schedule)]
+    days = working_days(today + timedelta(days=1), 1 + max(b[2] for b in BOOKINGS))
+    appointments = []
+    for patient_id, staff_index, day_index, at in BOOKINGS:
+        slot = booked_slot(slots, schedules[staff_index]["id"], days[day_index], at)
+        slot["status"] = "busy"
+        appointments.append(make_appointment(slot, patient_id, STAFF[staff_index], today))
     return [
-        *make_facilities(today),
+        *facilities,
         *(make_practitioner(staff) for staff in STAFF),
         *(make_practitioner_role(staff) for staff in STAFF),
         *(make_patient(*row) for row in PATIENTS),

@@ -88,6 +88,29 @@ def generation_window(schedule: Resource, *, now: datetime) -> tuple[datetime, d
     return (start, end) if end > start else None
 
 
+async def generate_over_horizon(ctx: FhirContext, schedule_id: str, *, now: datetime,
+                                days: int | None = None) -> GenerationReport:
+    """Generate from now for `days`, or over the schedule's horizon (28 days without one)."""
+    schedule = _body(await resources.read(ctx, "Schedule", schedule_id))
+    window = (generation_window(schedule, now=now) if days is None
+              else (now, now + timedelta(days=days)))
+    if window is None:
+        return GenerationReport(schedule_id, now, now)
+    return await _generate(ctx, schedule, start=window[0], end=window[1], now=now)
+
+
+async def active_schedule_ids(ctx: FhirContext, *, now: datetime) -> list[str]:
+    """Ids of every active Schedule, in id order (paged through one search)."""
+    params = [("active", "true"), ("_sort", "_id"), ("_total", "none"),
+              ("_count", str(PAGE_SIZE))]
+    ids: list[str] = []
+    while True:
+        page = await search(ctx, "Schedule", [*params, ("_offset", str(len(ids)))], now=now)
+        ids.extend(schedule.id for schedule in page.matches)
+        if len(page.matches) < PAGE_SIZE:
+            return ids
+
+
 class ScheduleRules:
     """Schedule writes regenerate the schedule's slots over its horizon."""
 

@@ -65,6 +65,25 @@ def test_seed_loads_the_demo_clinic_once(tmp_path: Path) -> None:
     assert again.stdout.startswith("Loaded 0 demo resources")
 
 
+def test_generate_slots_after_seeding_has_nothing_to_do_until_the_window_grows(
+        tmp_path: Path) -> None:
+    subprocess.run(CLI + ["seed"], env=cli_env(tmp_path), check=True, capture_output=True)
+
+    every = subprocess.run(CLI + ["generate-slots"], env=cli_env(tmp_path), capture_output=True,
+                           text=True, check=True)
+    longer = subprocess.run(CLI + ["generate-slots", "--schedule", "schedule-ecg-machine-1",
+                                   "--days", "42"],
+                            env=cli_env(tmp_path), capture_output=True, text=True, check=True)
+    unknown = subprocess.run(CLI + ["generate-slots", "--schedule", "nope"],
+                             env=cli_env(tmp_path), capture_output=True, text=True)
+
+    lines = every.stdout.strip().splitlines()
+    assert len(lines) == 6 and all(" 0 created, 0 updated, 0 removed" in line for line in lines)
+    assert longer.stdout.startswith("Schedule/schedule-ecg-machine-1: ")
+    assert int(longer.stdout.split(": ")[1].split(" created")[0]) >= 7 * 7  # two more weeks
+    assert unknown.returncode == 2 and "Schedule/nope is not known" in unknown.stderr
+
+
 def test_serve_answers_metadata_and_has_demo_data(served: str) -> None:
     metadata = httpx.get(f"{served}/metadata")
     practitioner = httpx.get(f"{served}/Practitioner/dr-amara-okafor")

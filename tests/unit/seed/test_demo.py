@@ -1,4 +1,5 @@
-"""The demo data is valid FHIR R4, self-contained, and its slots are right across DST changes."""
+"""The demo data is valid FHIR R4, self-contained, and its generated slots follow each
+Schedule's availability rules, right across DST changes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from fhir_server.scheduling.availability import SLOT_EMERGENCY_RESERVE_URL, rules_from_schedule
 from fhir_server.seed.demo import demo_resources
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -66,7 +68,8 @@ def test_counts_per_type_match_the_clinic_description(demo):
         "HealthcareService": 2,
         "Patient": 4,
         "Schedule": 6,  # three practitioners, two rooms, one device
-        "Slot": 3 * 5 * 14,  # practitioners x working days x (6 morning + 8 afternoon)
+        # 20 working days x (4 schedules x 14 half hours + 12 with a 5-min buffer + 7 ECG hours)
+        "Slot": 20 * (4 * 14 + 12 + 7),
         "Appointment": 2,
     }
 
@@ -83,7 +86,7 @@ def test_the_documented_ids_exist(demo):
 
     assert {"Organization/riverside-clinic", "Practitioner/dr-amara-okafor",
             "Patient/maria-garcia", "Schedule/schedule-dr-amara-okafor",
-            "Slot/slot-dr-amara-okafor-20260313-0900"} <= keys
+            "Slot/schedule-dr-amara-okafor-202603131300"} <= keys  # 09:00 EDT
 
 
 def test_every_reference_resolves_inside_the_set(demo):
@@ -121,22 +124,62 @@ def test_first_slot_is_at_nine_local_on_both_sides_of_a_dst_change(
     assert first_start[f"{monday}"] == f"{monday}T{after_utc_hour:02d}:00:00Z"
 
 
-@pytest.mark.parametrize("today", [date(2026, 3, 6), date(2026, 10, 30), date(2026, 3, 7)])
-def test_slots_are_weekday_half_hours_inside_working_hours(today):
-    slots = by_type(demo_resources(today), "Slot")
-    allowed = {time(9 + m // 60, m % 60) for m in range(0, 180, 30)}
-    allowed |= {time(13 + m // 60, m % 60) for m in range(0, 240, 30)}
+def local_times(first: time, step: int, count: int) -> set[time]:
+    start = first.hour * 60 + first.minute
+    return {time((start + k * step) // 60, (start + k * step) % 60) for k in range(count)}
 
-    local_days = set()
+
+HALF_HOURS = local_times(time(9), 30, 6) | local_times(time(13), 30, 8)
+SLOT_SHAPES = {  # schedule id: (local starts, minutes long)
+    "schedule-dr-amara-okafor": (HALF_HOURS, 30),
+    "schedule-dr-daniel-reyes": (HALF_HOURS, 30),
+    "schedule-dr-mei-lin-chen": (local_times(time(9), 35, 5) | local_times(time(13), 35, 7), 30),
+    "schedule-exam-room-1": (HALF_HOURS, 30),
+    "schedule-ecg-room": (HALF_HOURS, 30),
+    "schedule-ecg-machine-1": (local_times(time(9), 60, 3) | local_times(time(13), 60, 4), 60),
+}
+
+
+@pytest.mark.parametrize("today", [date(2026, 3, 6), date(2026, 10, 30), date(2026, 3, 7)])
+def test_slots_follow_each_schedules_hours_lengths_and_buffers(today):
+    slots = by_type(demo_resources(today), "Slot")
+
+    local_days: dict[str, set[date]] = {}
     for slot in slots:
+        schedule_id = slot["schedule"]["reference"].removeprefix("Schedule/")
+        starts, minutes = SLOT_SHAPES[schedule_id]
         start = parse_instant(slot["start"]).astimezone(NEW_YORK)
         end = parse_instant(slot["end"]).astimezone(NEW_YORK)
-        local_days.add(start.date())
+        local_days.setdefault(schedule_id, set()).add(start.date())
         assert start.weekday() < 5
-        assert start.time() in allowed
-        assert end - start == timedelta(minutes=30)
-        assert start.date() >= today
-    assert len(local_days) == 5
+        assert start.time() in starts, (schedule_id, start)
+        assert end - start == timedelta(minutes=minutes)
+        assert today <= start.date() < today + timedelta(days=28)
+    assert {len(days) for days in local_days.values()} == {20}
+    assert set(local_days) == set(SLOT_SHAPES)
+
+
+def test_every_schedule_carries_the_clinic_rules(demo):
+    for schedule in by_type(demo, "Schedule"):
+        rules = rules_from_schedule(schedule)
+        assert rules is not None, schedule["id"]
+        assert rules.time_zone == NEW_YORK
+        assert rules.minimum_notice == timedelta(hours=2)
+        assert rules.booking_horizon == timedelta(days=60)
+
+
+def test_emergency_hour_slots_are_reserved_until_two_hours_before(demo):
+    reserved = [s for s in by_type(demo, "Slot") if "extension" in s]
+
+    assert reserved
+    assert len(reserved) == 20 * 2  # 16:00 and 16:30 on each working day
+    for slot in reserved:
+        (extension,) = slot["extension"]
+        release = parse_instant(extension["valueDateTime"])
+        assert extension["url"] == SLOT_EMERGENCY_RESERVE_URL
+        assert slot["schedule"]["reference"] == "Schedule/schedule-dr-daniel-reyes"
+        assert parse_instant(slot["start"]).astimezone(NEW_YORK).hour == 16
+        assert parse_instant(slot["start"]) - release == timedelta(hours=2)
 
 
 def test_slots_copy_service_type_and_specialty_and_fit_the_planning_horizon(demo):
@@ -145,8 +188,8 @@ def test_slots_copy_service_type_and_specialty_and_fit_the_planning_horizon(demo
     for slot in by_type(demo, "Slot"):
         schedule = schedules[slot["schedule"]["reference"].removeprefix("Schedule/")]
         horizon = schedule["planningHorizon"]
-        assert slot["serviceType"] == schedule["serviceType"]
-        assert slot["specialty"] == schedule["specialty"]
+        assert slot.get("serviceType") == schedule.get("serviceType")
+        assert slot.get("specialty") == schedule.get("specialty")
         assert parse_instant(horizon["start"]) <= parse_instant(slot["start"])
         assert parse_instant(slot["end"]) <= parse_instant(horizon["end"])
 
@@ -170,6 +213,9 @@ def test_booked_appointments_hold_busy_slots_and_only_those(demo):
 
     assert {s["id"] for s in slots.values() if s["status"] == "busy"} == booked_slot_ids
     assert len(booked_slot_ids) == 2
+    # Slots are generated from now on, so the bookings are on the working days after today.
+    assert sorted(parse_instant(a["start"]).astimezone(NEW_YORK).date()
+                  for a in appointments) == [date(2026, 3, 16), date(2026, 3, 17)]
     for appt in appointments:
         (slot,) = (slots[ref["reference"].removeprefix("Slot/")] for ref in appt["slot"])
         assert appt["status"] == "booked"
