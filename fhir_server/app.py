@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,9 @@ from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
 from fhir_server.fhir.capability import build_capability_statement
 from fhir_server.fhir.resource_types import SUPPORTED_TYPES
+from fhir_server.services.booking import recover
 from fhir_server.services.conformance import load_conformance
+from fhir_server.services.context import FhirContext
 from fhir_server.services.wiring import make_context
 from fhir_server.settings import Settings, get_settings
 from fhir_server.store.factory import open_store_for_url
@@ -77,9 +80,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             date=datetime.now(UTC).date().isoformat()))
         log.info("fhir-scheduler %s serving %s on %s", __version__, settings.base_url,
                  settings.store_url.split("@")[-1])
+        repair = asyncio.create_task(_recover_periodically(ctx, settings.recovery_interval_s))
         try:
             yield
         finally:
+            repair.cancel()
+            await asyncio.gather(repair, return_exceptions=True)
             await active.close()
 
     app = FastAPI(title="fhir-scheduler", version=__version__, lifespan=lifespan,
@@ -92,6 +98,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     if prefix:  # transactions are posted to the base itself, without a trailing slash
         app.add_route(prefix, bundle.process_bundle, methods=["POST"])
     return app
+
+
+async def _recover_periodically(ctx: FhirContext, interval_s: float) -> None:
+    """Repair lapsed slot holds at start-up and then every `interval_s`; never crash the app."""
+    while True:
+        try:
+            report = await recover(ctx, now=datetime.now(UTC))
+            if report.freed or report.finalized:
+                log.info("slot recovery freed %d and finalized %d lapsed holds",
+                         len(report.freed), len(report.finalized))
+        except Exception:
+            log.exception("slot recovery failed; retrying in %ss", interval_s)
+        if interval_s <= 0:
+            return
+        await asyncio.sleep(interval_s)
 
 
 def _fhir_prefix(base_url: str) -> str:

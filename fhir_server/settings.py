@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     profiles_dir: Path = REPO_ROOT / "profiles"
     log_level: str = "INFO"
     mongo_timeout_ms: int = 5000
+    recovery_interval_s: float = 30.0
 
     @field_validator("base_url")
     @classmethod
