@@ -11,6 +11,7 @@ import pytest
 from tests.e2e.checks import created, outcome_issues, versions_written
 from tests.e2e.factories import (
     make_appointment,
+    make_communication_request,
     make_patient,
     make_practitioner,
     make_schedule,
@@ -132,7 +133,7 @@ async def test_a_transaction_rewrites_urn_references_to_the_ids_it_assigns(
 
     response = await submit(client, bundle(
         "transaction",
-        post(make_appointment(patient=patient_urn, practitioner="Practitioner/dr-reyes")),
+        post(make_communication_request(patient=patient_urn)),
         post(make_patient(family="Okafor"), full_url=patient_urn),
         post(make_schedule(actor="Practitioner/dr-reyes"), full_url=schedule_urn),
         post({**make_slot(), "schedule": {"reference": schedule_urn}}),
@@ -142,11 +143,11 @@ async def test_a_transaction_rewrites_urn_references_to_the_ids_it_assigns(
     body = response.json()
     assert body["type"] == "transaction-response"
     assert statuses(response) == ["201", "201", "201", "201"]
-    appointment_entry, patient_entry, schedule_entry, slot_entry = body["entry"]
+    request_entry, patient_entry, schedule_entry, slot_entry = body["entry"]
     patient_id = patient_entry["resource"]["id"]
     assert patient_entry["response"]["location"] == f"{BASE}/Patient/{patient_id}/_history/1"
-    appointment = (await client.get(appointment_entry["response"]["location"])).json()
-    assert appointment["participant"][0]["actor"]["reference"] == f"Patient/{patient_id}"
+    request = (await client.get(request_entry["response"]["location"])).json()
+    assert request["subject"]["reference"] == f"Patient/{patient_id}"
     assert (await client.get(f"Patient/{patient_id}")).json()["name"][0]["family"] == "Okafor"
     slot = (await client.get(slot_entry["response"]["location"])).json()
     assert slot["schedule"]["reference"] == f"Schedule/{schedule_entry['resource']['id']}"
@@ -165,11 +166,11 @@ async def test_a_transaction_with_one_invalid_entry_writes_nothing(
         post(make_patient(family="Okafor"), full_url=patient_urn),
         put(make_practitioner(id="dr-reyes")),
         delete(f"Patient/{existing['id']}"),
-        post(make_appointment(patient=patient_urn, participant=[])),
+        post({**make_communication_request(patient=patient_urn), "status": "bogus"}),
     ))
 
     issues = outcome_issues(response, 422)
-    assert "Appointment.participant" in issues[0]["expression"]
+    assert "CommunicationRequest.status" in issues[0]["expression"]
     assert "Bundle.entry[3]" in issues[0]["diagnostics"]
     assert await versions_written(client) == before
     assert (await client.get("Patient", params={"family": "Okafor"})).json()["total"] == 0
@@ -233,15 +234,15 @@ async def test_a_transaction_if_none_exist_reuses_the_match_for_references(
     response = await submit(client, bundle(
         "transaction",
         post(make_patient(family="Okafor"), full_url=patient_urn, ifNoneExist="family=Okafor"),
-        post(make_appointment(patient=patient_urn)),
+        post(make_communication_request(patient=patient_urn)),
     ))
 
     assert response.status_code == 200, response.text
     assert statuses(response) == ["200", "201"]
     assert (await client.get("Patient/_history")).json()["total"] == 1
     location = response.json()["entry"][1]["response"]["location"]
-    appointment = (await client.get(location)).json()
-    assert appointment["participant"][0]["actor"]["reference"] == f"Patient/{existing['id']}"
+    request = (await client.get(location)).json()
+    assert request["subject"]["reference"] == f"Patient/{existing['id']}"
 
 
 async def test_a_transaction_changing_one_resource_twice_is_refused(

@@ -44,8 +44,7 @@ async def clinic(client: httpx.AsyncClient) -> httpx.AsyncClient:
         practitioner("okafor", "Okafor", "Amara"), practitioner("reyes", "Reyes", "Daniel"),
         location("room-1", "Exam room 1"), location("room-2", "Exam room 2"),
         schedule("sched-okafor", "Practitioner/okafor"),
-        slot("slot-1", "sched-okafor", "2026-03-10T09:00:00Z", "2026-03-10T09:30:00Z",
-             status="busy"),
+        slot("slot-1", "sched-okafor", "2026-03-10T09:00:00Z", "2026-03-10T09:30:00Z"),
         slot("slot-2", "sched-okafor", "2026-03-12T09:00:00Z", "2026-03-12T09:30:00Z"),
         appointment(
             "a1", "Patient/maria", "Practitioner/okafor", "Location/room-1",
@@ -67,11 +66,13 @@ async def clinic(client: httpx.AsyncClient) -> httpx.AsyncClient:
             serviceType=[concept(ECG)],
             specialty=[concept(DERMATOLOGY)],
             slot=[ref("Slot/slot-2")]),
-        appointment(
-            "a3", "Patient/maria", "Practitioner/reyes", "Location/room-2",
-            status="cancelled", part_status="declined",
-            start="2026-03-11T14:00:00Z", end="2026-03-11T14:30:00Z"),
     )
+    # The state machine starts no appointment as cancelled: it is booked, then cancelled.
+    a3 = appointment("a3", "Patient/maria", "Practitioner/reyes", "Location/room-2",
+                     part_status="declined", start="2026-03-11T14:00:00Z",
+                     end="2026-03-11T14:30:00Z")
+    await put(client, a3)
+    await put(client, {**a3, "status": "cancelled"})
     return client
 
 
