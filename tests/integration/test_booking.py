@@ -1,0 +1,383 @@
+"""Booking services on both stores: claims, releases, holds, recovery, overbooking, seats."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_server.fhir.errors import BusinessRuleViolation, Conflict
+from fhir_server.fhir.instants import format_instant
+from fhir_server.fhir.search.model import StoreQuery
+from fhir_server.scheduling.availability import SLOT_EMERGENCY_RESERVE_URL
+from fhir_server.scheduling.slot_hold import OVERBOOKING_URL, held, parse_hold
+from fhir_server.services import booking
+from fhir_server.services.booking import BookingOptions
+from fhir_server.services.context import FhirContext
+from fhir_server.services.versions import next_version
+from fhir_server.services.wiring import make_context
+from fhir_server.settings import REPO_ROOT
+from fhir_server.store.protocol import Store, VersionWrite
+
+NOW = datetime(2030, 3, 1, 8, 0, tzinfo=UTC)
+DAY = datetime(2030, 3, 4, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An opened, empty store of the parametrized adapter, closed after the test."""
+    adapter: Store
+    if request.param == "sqlite":
+        from fhir_server.store.sqlite import SqliteStore
+
+        adapter = SqliteStore(str(tmp_path / "data" / "store.db"))
+    else:
+        from fhir_server.store.mongo import MongoStore
+
+        adapter = MongoStore(request.getfixturevalue("mongodb_uri"),
+                             database=f"t_{uuid.uuid4().hex}", timeout_ms=5000)
+    await adapter.open()
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture
+def ctx(store: Store) -> FhirContext:
+    return make_context(store, capability_dir=REPO_ROOT / "capability",
+                        base_url="http://testserver/fhir")
+
+
+def at(hour: float) -> datetime:
+    return DAY + timedelta(hours=hour)
+
+
+async def put(ctx: FhirContext, resource: dict[str, Any]) -> None:
+    kind, id = resource["resourceType"], resource["id"]
+    current = await ctx.store.read(kind, id)
+    await ctx.store.commit([next_version(ctx, dict(resource), resource_type=kind, id=id,
+                                         current=current, now=NOW, method="PUT")])
+
+
+async def schedule(ctx: FhirContext, id: str, actor: str) -> None:
+    await put(ctx, {"resourceType": "Schedule", "id": id, "actor": [{"reference": actor}]})
+
+
+async def slot(ctx: FhirContext, id: str, *, schedule_id: str = "sch-ada", hour: float = 10,
+               minutes: int = 30, status: str = "free", **extra: Any) -> None:
+    await put(ctx, {"resourceType": "Slot", "id": id, "status": status,
+                    "schedule": {"reference": f"Schedule/{schedule_id}"},
+                    "start": format_instant(at(hour)),
+                    "end": format_instant(at(hour) + timedelta(minutes=minutes)), **extra})
+
+
+def appointment(*slots: str, status: str = "booked", hour: float = 10, minutes: int = 30,
+                actors: Sequence[str] = ("Patient/maria", "Practitioner/ada"),
+                **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Appointment", "status": status,
+            "start": format_instant(at(hour)),
+            "end": format_instant(at(hour) + timedelta(minutes=minutes)),
+            "slot": [{"reference": f"Slot/{s}"} for s in slots],
+            "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
+            **extra}
+
+
+async def body(ctx: FhirContext, resource_type: str, id: str) -> dict[str, Any]:
+    stored = await ctx.store.read(resource_type, id)
+    assert stored is not None and stored.body is not None
+    return dict(orjson.loads(stored.body))
+
+
+async def slot_status(ctx: FhirContext, id: str) -> str:
+    return str((await body(ctx, "Slot", id))["status"])
+
+
+async def appointment_count(ctx: FhirContext) -> int:
+    page = await ctx.store.search(StoreQuery("Appointment", with_total=True))
+    return page.total or 0
+
+
+@pytest.fixture
+async def clinic(ctx: FhirContext) -> FhirContext:
+    await schedule(ctx, "sch-ada", "Practitioner/ada")
+    return ctx
+
+
+async def test_booking_makes_the_slot_busy_without_a_hold(clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+
+    stored = await booking.book(clinic, appointment("s1"), now=NOW)
+
+    assert stored.version_id == 1
+    assert await slot_status(clinic, "s1") == "busy"
+    assert parse_hold(await body(clinic, "Slot", "s1")) is None
+    assert (await body(clinic, "Appointment", stored.id))["status"] == "booked"
+
+
+async def test_a_lost_claim_releases_earlier_claims_and_writes_no_appointment(
+        clinic: FhirContext) -> None:
+    await slot(clinic, "a", minutes=30)
+    await slot(clinic, "b", hour=10.5, status="busy")
+
+    with pytest.raises(Conflict, match="Requested time slot is no longer available"):
+        await booking.book(clinic, appointment("a", "b", minutes=60), now=NOW)
+
+    released = await body(clinic, "Slot", "a")
+    assert released["status"] == "free" and "extension" not in released
+    assert await slot_status(clinic, "b") == "busy"
+    assert await appointment_count(clinic) == 0
+
+
+class RecordingStore:
+    """Delegates to a store and records the ids of the slot versions it is asked to write."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.slot_writes = inner, []  # type: list[str]
+
+    async def commit(self, writes: Sequence[VersionWrite]) -> Any:
+        self.slot_writes += [w.id for w in writes if w.resource_type == "Slot"]
+        return await self.inner.commit(writes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_slots_are_claimed_in_id_order_whatever_the_appointment_lists(
+        clinic: FhirContext) -> None:
+    for id, hour in (("c", 10.0), ("a", 10.5), ("b", 11.0)):
+        await slot(clinic, id, hour=hour)
+    recording = RecordingStore(clinic.store)
+    ctx = FhirContext(store=recording, registry=clinic.registry,  # type: ignore[arg-type]
+                      base_url=clinic.base_url, rules=clinic.rules)
+
+    await booking.book(ctx, appointment("c", "b", "a", minutes=90), now=NOW)
+
+    assert recording.slot_writes == ["a", "b", "c", "a", "b", "c"]  # claims, then finalizing
+
+
+async def test_concurrent_bookings_of_overlapping_slot_pairs_never_deadlock_or_split(
+        clinic: FhirContext) -> None:
+    for id, hour in (("a", 10.0), ("b", 10.5), ("c", 11.0)):
+        await slot(clinic, id, hour=hour)
+    pairs = [("b", "a"), ("a", "b"), ("c", "b"), ("b", "c")] * 5
+
+    outcomes = await asyncio.gather(*(
+        booking.book(clinic, appointment(*pair, hour=10.0 if "a" in pair else 10.5, minutes=60,
+                                         actors=(f"Patient/p{n}",)), now=NOW)
+        for n, pair in enumerate(pairs)), return_exceptions=True)
+
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert all(isinstance(o, Conflict) for o in outcomes if isinstance(o, BaseException))
+    assert 1 <= len(winners) <= 2
+    taken = [set(s["reference"][5:] for s in orjson.loads(w.body)["slot"]) for w in winners]
+    assert sum(len(t) for t in taken) == len(set().union(*taken)), "no slot in two bookings"
+    for id in "abc":
+        expected = "busy" if any(id in t for t in taken) else "free"
+        assert await slot_status(clinic, id) == expected
+    assert await appointment_count(clinic) == len(winners)
+
+
+async def test_a_lapsed_hold_may_be_taken_and_a_live_one_may_not(clinic: FhirContext) -> None:
+    await slot(clinic, "lapsed")
+    await slot(clinic, "live", hour=11)
+    await put(clinic, held(await body(clinic, "Slot", "lapsed"), "ghost", NOW - timedelta(1)))
+    await put(clinic, held(await body(clinic, "Slot", "live"), "other", NOW + timedelta(hours=1)))
+
+    await booking.book(clinic, appointment("lapsed"), now=NOW)
+    with pytest.raises(Conflict):
+        await booking.book(clinic, appointment("live", hour=11), now=NOW)
+
+    assert await slot_status(clinic, "lapsed") == "busy"
+    assert parse_hold(await body(clinic, "Slot", "live")).appointment_id == "other"  # type: ignore[union-attr]
+
+
+async def test_recovery_frees_orphaned_holds_and_finalizes_booked_ones(
+        clinic: FhirContext) -> None:
+    for id, hour in (("orphan", 9), ("done", 10), ("fresh", 11), ("waiting", 12)):
+        await slot(clinic, id, hour=hour)
+    booked = await booking.book(clinic, appointment("done"), now=NOW)
+    pending = await booking.hold(clinic, appointment("waiting", hour=12), now=NOW)
+    lapsed = NOW - timedelta(minutes=1)
+    await put(clinic, held(await body(clinic, "Slot", "orphan"), "never-written", lapsed))
+    await put(clinic, held(await body(clinic, "Slot", "done"), booked.id, lapsed))  # crash
+    await put(clinic, held(await body(clinic, "Slot", "fresh"), "in-flight", NOW + timedelta(1)))
+
+    report = await booking.recover(clinic, now=NOW + timedelta(minutes=30))
+
+    assert report.freed == ("orphan",) and report.finalized == ("done",)
+    assert report.kept == 2  # the in-flight claim, and the pending hold (lapsed but claimable)
+    assert await slot_status(clinic, "orphan") == "free"
+    assert await slot_status(clinic, "done") == "busy"
+    assert await slot_status(clinic, "fresh") == "busy-tentative"
+    waiting = parse_hold(await body(clinic, "Slot", "waiting"))
+    assert waiting is not None and waiting.appointment_id == pending.id
+
+
+async def test_recovery_frees_the_hold_of_a_cancelled_appointment(clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    await put(clinic, {**appointment("s1", status="cancelled"), "id": "gone"})
+    await put(clinic, held(await body(clinic, "Slot", "s1"), "gone", NOW - timedelta(1)))
+
+    report = await booking.recover(clinic, now=NOW)
+
+    assert report.freed == ("s1",)
+    assert await slot_status(clinic, "s1") == "free"
+
+
+async def test_overbooking_needs_a_reason_and_is_recorded_on_both_sides(
+        clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    first = await booking.book(clinic, appointment("s1"), now=NOW)
+    second = appointment("s1", actors=("Patient/james", "Practitioner/ada"))
+
+    with pytest.raises(Conflict):
+        await booking.book(clinic, second, now=NOW)
+    stored = await booking.book(clinic, second, now=NOW,
+                                options=BookingOptions(overbook_reason="urgent chest pain"))
+
+    overbooked = await body(clinic, "Slot", "s1")
+    assert overbooked["status"] == "busy" and overbooked["overbooked"] is True
+    assert "urgent chest pain" in overbooked["comment"]
+    assert {"url": OVERBOOKING_URL, "valueString": "urgent chest pain"} in \
+        (await body(clinic, "Appointment", stored.id))["extension"]
+    await booking.change_status(clinic, stored.id, "cancelled", now=NOW)
+    assert await slot_status(clinic, "s1") == "busy", f"{first.id} still occupies it"
+    await booking.change_status(clinic, first.id, "cancelled", now=NOW)
+    assert await slot_status(clinic, "s1") == "free"
+
+
+async def test_a_group_session_takes_one_booking_per_seat(clinic: FhirContext) -> None:
+    seats = ["seat-1", "seat-2", "seat-3"]
+    for seat in seats:
+        await slot(clinic, seat)
+
+    for n, seat in enumerate(seats):
+        await booking.book(clinic, appointment(seat, actors=(f"Patient/p{n}", "Practitioner/ada")),
+                           now=NOW)
+    with pytest.raises(Conflict):
+        await booking.book(clinic, appointment("seat-2", actors=("Patient/p9", "Practitioner/ada")),
+                           now=NOW)
+    with pytest.raises(Conflict, match="Practitioner/ada already has an appointment"):
+        await booking.book(clinic, appointment(actors=("Patient/p9", "Practitioner/ada")),
+                           now=NOW)
+
+    assert [await slot_status(clinic, s) for s in seats] == ["busy"] * 3
+    assert await appointment_count(clinic) == 3
+
+
+async def test_an_appointment_without_slots_is_checked_against_its_actors(
+        clinic: FhirContext) -> None:
+    await booking.book(clinic, appointment(actors=("Patient/maria", "Location/room-1")), now=NOW)
+
+    with pytest.raises(Conflict, match="Patient/maria"):
+        await booking.book(clinic, appointment(hour=10.25, actors=("Patient/maria",)), now=NOW)
+    with pytest.raises(Conflict, match="Location/room-1"):
+        await booking.book(clinic, appointment(hour=9.75, actors=("Location/room-1",)), now=NOW)
+    await booking.book(clinic, appointment(hour=10.5, actors=("Patient/maria",)), now=NOW)
+
+    assert await appointment_count(clinic) == 2
+
+
+async def test_cancel_frees_the_slots_at_once_and_keeps_the_reason(clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    stored = await booking.book(clinic, appointment("s1"), now=NOW)
+    reason = {"text": "Patient is ill"}
+
+    cancelled = await booking.change_status(clinic, stored.id, "cancelled", now=NOW,
+                                            reason=reason, expected_version=1)
+
+    assert orjson.loads(cancelled.body or b"")["cancelationReason"] == reason
+    assert await slot_status(clinic, "s1") == "free"
+    with pytest.raises(BusinessRuleViolation):
+        await booking.change_status(clinic, stored.id, "booked", now=NOW)
+    await booking.book(clinic, appointment("s1", actors=("Patient/james",)), now=NOW)
+    assert await slot_status(clinic, "s1") == "busy"
+
+
+async def test_fulfilled_keeps_the_slot_busy(clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    stored = await booking.book(clinic, appointment("s1"), now=NOW)
+    for status in ("arrived", "fulfilled"):
+        await booking.change_status(clinic, stored.id, status, now=NOW)
+
+    assert await slot_status(clinic, "s1") == "busy"
+
+
+async def test_reschedule_onto_a_taken_slot_keeps_the_old_booking(clinic: FhirContext) -> None:
+    await slot(clinic, "old")
+    await slot(clinic, "taken", hour=11, status="busy")
+    await slot(clinic, "new", hour=12)
+    stored = await booking.book(clinic, appointment("old"), now=NOW)
+
+    with pytest.raises(Conflict):
+        await booking.reschedule(clinic, stored.id, appointment("taken", hour=11), now=NOW)
+    assert (await clinic.store.read("Appointment", stored.id)).version_id == 1  # type: ignore[union-attr]
+    assert await slot_status(clinic, "old") == "busy"
+
+    moved = await booking.reschedule(clinic, stored.id, appointment("new", hour=12), now=NOW)
+
+    assert moved.version_id == 2
+    assert [await slot_status(clinic, s) for s in ("old", "taken", "new")] == \
+        ["free", "busy", "busy"]
+    history = await clinic.store.history("Appointment", stored.id)
+    assert [orjson.loads(v.body or b"")["start"] for v in history.versions] == \
+        [format_instant(at(12)), format_instant(at(10))]
+
+
+async def test_hold_then_confirm_and_a_lapsed_hold_taken_by_another(clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    await slot(clinic, "s2", hour=11)
+    held_one = await booking.hold(clinic, appointment("s1"), now=NOW,
+                                  hold_for=timedelta(minutes=5))
+    hold = parse_hold(await body(clinic, "Slot", "s1"))
+    assert hold is not None and hold.expires == NOW + timedelta(minutes=5)
+    assert orjson.loads(held_one.body or b"")["status"] == "pending"
+
+    confirmed = await booking.confirm(clinic, held_one.id, now=NOW + timedelta(minutes=1))
+    assert orjson.loads(confirmed.body or b"")["status"] == "booked"
+    assert await slot_status(clinic, "s1") == "busy"
+
+    late = await booking.hold(clinic, appointment("s2", hour=11), now=NOW,
+                              hold_for=timedelta(minutes=5))
+    later = NOW + timedelta(minutes=10)
+    await booking.book(clinic, appointment("s2", hour=11, actors=("Patient/james",)), now=later)
+    with pytest.raises(Conflict):
+        await booking.confirm(clinic, late.id, now=later)
+    assert (await body(clinic, "Appointment", late.id))["status"] == "pending"
+
+
+async def test_emergency_slots_need_the_emergency_option(clinic: FhirContext) -> None:
+    reserve = [{"url": SLOT_EMERGENCY_RESERVE_URL, "valueDateTime": format_instant(at(9))}]
+    await slot(clinic, "er", extension=reserve)
+
+    with pytest.raises(Conflict, match="reserved for emergencies"):
+        await booking.book(clinic, appointment("er"), now=NOW)
+    await booking.book(clinic, appointment("er"), now=NOW,
+                       options=BookingOptions(may_use_emergency=True))
+
+    assert await slot_status(clinic, "er") == "busy"
+
+
+async def test_a_failed_appointment_write_releases_the_claims(clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    await put(clinic, {**appointment(actors=("Patient/other",), hour=15), "id": "dup"})
+
+    with pytest.raises(Conflict, match="already exists"):
+        await booking.book(clinic, appointment("s1"), now=NOW, appointment_id="dup")
+
+    assert await slot_status(clinic, "s1") == "free"
+    assert (await clinic.store.read("Appointment", "dup")).version_id == 1  # type: ignore[union-attr]
+
+
+async def test_a_slot_outside_the_appointment_is_refused(clinic: FhirContext) -> None:
+    await slot(clinic, "s1", hour=14)
+
+    with pytest.raises(BusinessRuleViolation, match="outside"):
+        await booking.book(clinic, appointment("s1"), now=NOW)
+
+    assert await slot_status(clinic, "s1") == "free"
