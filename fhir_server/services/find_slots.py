@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import orjson
 
@@ -370,10 +371,11 @@ def _free_slot(stored: StoredResource, request: SlotQuery, now_ms: int) -> _Slot
     body = _body(stored)
     if body.get("status") == SLOT_TENTATIVE and not _hold_lapsed(body, now_ms):
         return None
-    if not (_accepts(_codes_of(body.get("serviceType")), request.service_types)
-            and _accepts(_codes_of(body.get("specialty")), request.specialties)
-            and _accepts(_codes_of(body.get("appointmentType")), request.appointment_types)):
-        return None
+    for key, wanted in (("serviceType", request.service_types),
+                        ("specialty", request.specialties),
+                        ("appointmentType", request.appointment_types)):
+        if wanted and key in body and not _accepts(_codes_of(body[key]), wanted):
+            return None
     schedule = _reference_key((body.get("schedule") or {}).get("reference"))
     try:
         start, end = _minute(body["start"]), _minute(body["end"], up=True)
@@ -476,11 +478,15 @@ def _reference_key(reference: object) -> str | None:
     """`Type/id` of a relative or absolute reference, or None."""
     if not isinstance(reference, str):
         return None
+    if reference.count("/") == 1 and not reference.startswith("/"):
+        return reference  # the usual relative `Type/id`
     parts = reference.split("/_history/")[0].rstrip("/").split("/")
     return f"{parts[-2]}/{parts[-1]}" if len(parts) >= 2 else None
 
 
+@lru_cache(maxsize=1 << 16)
 def _minute(value: str, *, up: bool = False) -> int:
+    """Epoch minute of an instant string; cached, as many slots share their times."""
     moment = parse_instant(value)
     if moment.utcoffset() is None:
         raise ValueError("instant without zone")
