@@ -1,0 +1,80 @@
+"""The booking race against a real server: two worker processes, real HTTP clients on loopback.
+
+In-process tests share one event loop; here the clients race through separate uvicorn
+processes, so only the store's conditional write can decide who gets the slot: SQLite's
+guarded IMMEDIATE transaction across processes, or MongoDB's conditional update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import mongo_database_url
+from tests.e2e.factories import END, START, make_appointment, make_schedule, make_slot
+from tests.e2e.test_cli import CLI, cli_env, free_port
+
+CLIENTS = 60
+WORKERS = 2
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """`fhir-scheduler serve --workers 2` on a fresh store; yields the FHIR base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    settings = {"base_url": base}
+    if request.param == "mongo":
+        uri = request.getfixturevalue("mongodb_uri")
+        settings["store_url"] = mongo_database_url(uri, f"race_{uuid4().hex}")
+    process = subprocess.Popen(CLI + ["serve", "--port", str(port), "--workers", str(WORKERS)],
+                               env=cli_env(tmp_path, **settings),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not become ready")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+async def test_many_clients_on_two_workers_book_one_slot_exactly_once(server: str) -> None:
+    limits = httpx.Limits(max_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=server + "/", limits=limits, timeout=60) as http:
+        schedule = (await http.post("Schedule", json=make_schedule("Practitioner/p1"))).json()
+        slot = (await http.post("Slot", json=make_slot(schedule["id"]))).json()
+        assert slot["status"] == "free"
+
+        async def book(n: int) -> httpx.Response:
+            appointment = make_appointment(patient=f"Patient/racer-{n}",
+                                           slot=[{"reference": f"Slot/{slot['id']}"}])
+            return await http.post("Appointment", json=appointment)
+
+        await asyncio.gather(*(http.get("metadata") for _ in range(CLIENTS)))  # open connections
+        responses = await asyncio.gather(*(book(n) for n in range(CLIENTS)))
+
+        statuses = Counter(r.status_code for r in responses)
+        assert statuses == {201: 1, 409: CLIENTS - 1}
+        losers = [r.json() for r in responses if r.status_code == 409]
+        assert all(o["issue"][0]["code"] == "conflict" for o in losers)
+        final = (await http.get(f"Slot/{slot['id']}")).json()
+        booked = (await http.get("Appointment", params={"slot": f"Slot/{slot['id']}"})).json()
+        assert final["status"] == "busy"
+        assert booked["total"] == 1 and booked["entry"][0]["resource"]["start"] == START
+        assert booked["entry"][0]["resource"]["end"] == END
