@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from fhir_server.fhir.errors import StoreUnavailable
+from fhir_server.services.readiness import check_ready
 
 router = APIRouter()
 
@@ -21,7 +22,7 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """The store answers; 503 otherwise, so a load balancer stops routing here."""
     try:
-        await request.app.state.fhir.store.ping()
+        await check_ready(request.app.state.fhir)
     except StoreUnavailable as error:
         return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
     return JSONResponse({"status": "ready"})
