@@ -1,0 +1,1 @@
+"""SMART-on-FHIR security kept pure: scopes, roles, the access policy and patient compartments."""
