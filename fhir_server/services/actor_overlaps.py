@@ -1,16 +1,15 @@
 """The conflicts slots cannot express: a participant with another active appointment at the time.
 
-One search finds the active appointments of every participant actor starting in
-[start - OVERLAP_LOOKBACK, end); those that really overlap clash, unless the shared actor's
-time is accounted for by slots on both sides (the same actor's schedule claimed by us and
-referenced by them: a group session's seats, or an overbooking the slot claim allowed).
-R4 indexes only `Appointment.start` (`date`), so an appointment longer than the look-back that
-started before it is not seen.
+One search finds the active appointments of every participant actor that overlap the window
+(`date` before its end and our custom `end` after its start, so an appointment of any length is
+seen); those that really overlap clash, unless the shared actor's time is accounted for by
+slots on both sides (the same actor's schedule claimed by us and referenced by them: a group
+session's seats, or an overbooking the slot claim allowed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,6 @@ from fhir_server.scheduling.state_machine import TIME_HOLDING_STATES
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import Window, body_of
 
-OVERLAP_LOOKBACK = timedelta(hours=24)
 OVERLAP_LIMIT = 1000
 _MS = timedelta(milliseconds=1)
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -71,16 +69,25 @@ async def check_actor_overlaps(ctx: FhirContext, appointment: Mapping[str, Any],
                                expression="Appointment.participant")
 
 
-async def _candidates(ctx: FhirContext, actors: set[str], window: Window) -> list[dict[str, Any]]:
-    """Active appointments of any of the actors starting in [start - look-back, end)."""
-    start, end = window
+def overlapping_appointments_query(actors: Iterable[str], start: datetime, end: datetime, *,
+                                   limit: int = OVERLAP_LIMIT) -> StoreQuery:
+    """Active Appointments of any of the `Type/id` actors overlapping [start, end), in one query.
+
+    Instants are indexed to their precision, so an appointment ending exactly at `start` may
+    match too; callers compare the real times.
+    """
     references = tuple(ReferenceMatch("actor", *actor.split("/", 1)) for actor in sorted(actors))
-    query = StoreQuery("Appointment", (
+    return StoreQuery("Appointment", (
         Clause(references),
         Clause(tuple(TokenMatch("status", None, s) for s in sorted(TIME_HOLDING_STATES))),
-        Clause((DateMatch("date", low_ge=_ms(start - OVERLAP_LOOKBACK), low_lt=_ms(end)),)),
-    ), limit=OVERLAP_LIMIT, with_total=False)
-    page = await ctx.store.search(query)
+        Clause((DateMatch("date", low_lt=_ms(end)),)),
+        Clause((DateMatch("end", high_gt=_ms(start)),)),
+    ), limit=limit, with_total=False)
+
+
+async def _candidates(ctx: FhirContext, actors: set[str], window: Window) -> list[dict[str, Any]]:
+    """Active appointments of any of the actors overlapping the window."""
+    page = await ctx.store.search(overlapping_appointments_query(actors, *window))
     return [body_of(r) for r in page.resources]
 
 

@@ -30,6 +30,7 @@ from tests.e2e.search_factories import (
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[2] / "capability"
 SLOT_END_URL = "http://fhir-scheduler.org/fhir/SearchParameter/Slot-end"
+APPOINTMENT_END_URL = "http://fhir-scheduler.org/fhir/SearchParameter/Appointment-end"
 
 # One valid value per search parameter type ("a reference" is filled in per parameter).
 SAMPLE_VALUES = {"token": "x", "date": "2026-01-01", "string": "a", "uri": "http://x"}
@@ -115,6 +116,20 @@ async def test_custom_slot_end_parameter_is_advertised_and_served(
     assert (definition["code"], definition["base"], definition["type"]) == ("end", ["Slot"], "date")
     listed = await client.get("SearchParameter")
     assert SLOT_END_URL in {e["resource"]["url"] for e in listed.json()["entry"]}
+
+
+async def test_custom_appointment_end_finds_long_appointments_overlapping_a_window(
+        client: httpx.AsyncClient) -> None:
+    end = advertised_params(await statement(client), "Appointment")["end"]
+    assert (end["type"], end["definition"]) == ("date", APPOINTMENT_END_URL)
+    await put(client,
+              appointment("stay", "Patient/p1", start="2030-03-09T08:00:00Z",
+                          end="2030-03-12T08:00:00Z"),
+              appointment("before", "Patient/p2", start="2030-03-10T08:00:00Z",
+                          end="2030-03-10T09:00:00Z"))
+    window = "date=lt2030-03-11T12:00:00Z&end=gt2030-03-11T00:00:00Z"
+    assert await found(client, f"Appointment?{window}") == {"stay"}
+    assert await found(client, "Appointment?end=gt2030-03-10T08:30:00Z") == {"stay", "before"}
 
 
 @pytest.mark.parametrize("resource_type", SUPPORTED_TYPES)

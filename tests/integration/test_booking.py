@@ -381,3 +381,21 @@ async def test_a_slot_outside_the_appointment_is_refused(clinic: FhirContext) ->
         await booking.book(clinic, appointment("s1"), now=NOW)
 
     assert await slot_status(clinic, "s1") == "free"
+
+
+async def test_a_stay_of_several_days_that_began_earlier_still_blocks_its_actors(
+        clinic: FhirContext) -> None:
+    await slot(clinic, "s1")
+    await slot(clinic, "after", hour=12.5)
+    # An inpatient stay from 10:00 two days before until noon: 74 hours.
+    stay = appointment(actors=("Patient/james", "Practitioner/ada"), hour=-62, minutes=74 * 60)
+    await put(clinic, {**stay, "id": "inpatient-stay"})
+
+    with pytest.raises(Conflict, match=r"Practitioner/ada .*Appointment/inpatient-stay"):
+        await booking.book(clinic, appointment("s1"), now=NOW)
+    with pytest.raises(Conflict, match="Appointment/inpatient-stay"):
+        await booking.book(clinic, appointment(hour=11.5, actors=("Patient/james",)), now=NOW)
+
+    assert await slot_status(clinic, "s1") == "free"
+    assert await appointment_count(clinic) == 1
+    await booking.book(clinic, appointment("after", hour=12.5), now=NOW)  # after it ends
