@@ -149,6 +149,21 @@ async def test_a_long_visit_needs_consecutive_slots(client: httpx.AsyncClient) -
     assert slots_of(first) == ["Slot/s-ada-0900", "Slot/s-ada-0930"]
 
 
+async def test_a_stay_of_several_days_that_began_earlier_blocks_until_it_ends(
+        client: httpx.AsyncClient) -> None:
+    await doctor(client, "ada", "09:00", "09:30", "10:00")
+    await doctor(client, "bo", "09:00", "09:30")
+    # Inpatient stays begun two days before the searched day: ada's ends at 09:30, bo's
+    # lasts three days.
+    await put(client,
+              appointment("ward-ada", "Practitioner/ada", "Patient/pat1",
+                          start="2030-03-09T09:30:00Z", end=at("09:30")),
+              appointment("ward-bo", "Practitioner/bo", "Patient/pat2",
+                          start="2030-03-09T08:00:00Z", end="2030-03-12T08:00:00Z"))
+    assert starts(await find(client, ("practitioner", "Practitioner/ada"))) == ["09:30", "10:00"]
+    assert starts(await find(client, ("practitioner", "Practitioner/bo"))) == []
+
+
 async def test_the_patients_own_appointment_excludes_its_time(client: httpx.AsyncClient) -> None:
     await doctor(client, "ada", "09:00", "09:30", "10:00")
     await put(client, appointment("elsewhere", "Patient/pat1", "Practitioner/other",
