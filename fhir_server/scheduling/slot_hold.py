@@ -9,6 +9,10 @@ claimed it and when the claim lapses:
 
 A lapsed hold is as good as free: anyone may claim the slot over it. `claim_decision` is the
 one rule for whether a slot may be claimed; the services only read and write.
+
+An Appointment booked to replace another (Argonaut `cancelled-appt-id`) carries
+`{"url": REPLACES_URL, "valueReference": {"reference": "Appointment/<old id>"}}`, so recovery can
+finish a replacement that crashed before the old appointment was cancelled.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from fhir_server.scheduling.state_machine import SLOT_BUSY, SLOT_FREE, SLOT_TENT
 
 SLOT_HOLD_URL = "http://fhir-scheduler.org/fhir/StructureDefinition/slot-hold"
 OVERBOOKING_URL = "http://fhir-scheduler.org/fhir/StructureDefinition/overbooking"
+REPLACES_URL = "http://fhir-scheduler.org/fhir/StructureDefinition/replaces"
 
 Resource = dict[str, Any]
 
@@ -137,6 +142,25 @@ def with_overbooking_reason(appointment: Mapping[str, Any], reason: str) -> Reso
     if overbooking_reason(result) is None:
         result["extension"] = [*result.get("extension", []),
                                {"url": OVERBOOKING_URL, "valueString": reason}]
+    return result
+
+
+def replaced_id(appointment: Mapping[str, Any]) -> str | None:
+    """The id of the Appointment this one replaces (its `replaces` extension), if any."""
+    for extension in appointment.get("extension", ()):
+        if extension.get("url") == REPLACES_URL:
+            reference = (extension.get("valueReference") or {}).get("reference")
+            if isinstance(reference, str) and reference.rsplit("/", 1)[-1]:
+                return reference.rsplit("/", 1)[-1]
+    return None
+
+
+def with_replaces(appointment: Mapping[str, Any], old_id: str) -> Resource:
+    """A copy of the Appointment marked as replacing `Appointment/old_id` (and nothing else)."""
+    result = copy.deepcopy(dict(appointment))
+    others = [e for e in result.get("extension", []) if e.get("url") != REPLACES_URL]
+    result["extension"] = [*others, {"url": REPLACES_URL,
+                                     "valueReference": {"reference": f"Appointment/{old_id}"}}]
     return result
 
 

@@ -1,4 +1,4 @@
-"""Booking use cases: book, hold, confirm, change status, reschedule, and crash recovery.
+"""Booking use cases: book, hold, confirm, change status, reschedule, replace, crash recovery.
 
 Every path that makes an Appointment occupy time runs `_take_time`:
 1. claim each referenced Slot not already firmly ours (sorted by id; `slot_claims.py`),
@@ -16,29 +16,40 @@ A failure before step 3 releases every claim and writes nothing else; a failure 
 also undoes the appointment version. Moves that release time write the appointment first and
 then free its slots, so a crash in between can waste a slot but never double-book one.
 
+`replace` (Argonaut `cancelled-appt-id`) books a new appointment marked `replaces` the old one:
+it claims and checks as above (ignoring the old appointment in the overlap check), writes the
+new one, cancels the old one, and only then finalizes the new slots. A crash after the write
+leaves the new slots under a lapsing claim, so `recover` finds the new appointment through them
+and cancels the old one before it finalizes (a slotless replacement has no such trail).
+
 Emergency-reserved slots without `may_use_emergency` are refused with 409 (the slot is not
 available to this caller, as `$find` would not have offered it).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir_server.fhir.errors import BusinessRuleViolation, Conflict, VersionConflict
+from fhir_server.fhir.errors import BusinessRuleViolation, Conflict, FhirError, VersionConflict
 from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.search.model import Clause, StoreQuery, TokenMatch
 from fhir_server.scheduling.slot_hold import (
     Claim,
     parse_hold,
+    replaced_id,
     slot_ids,
     with_overbooking_reason,
+    with_replaces,
     with_status,
 )
 from fhir_server.scheduling.state_machine import (
     BOOKED,
+    CANCELLED,
+    FINAL_STATES,
     PENDING,
     SLOT_BUSY,
     SLOT_FREE,
@@ -51,6 +62,7 @@ from fhir_server.services import resources
 from fhir_server.services.actor_overlaps import check_actor_overlaps
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import (
+    ClaimedSlot,
     Window,
     body_of,
     claim_slots,
@@ -60,6 +72,8 @@ from fhir_server.services.slot_claims import (
 )
 from fhir_server.services.versions import new_id, next_version, tombstone
 from fhir_server.store.protocol import HistoryMethod, StoredResource, WriteConflict
+
+log = logging.getLogger("fhir_server.booking")
 
 DEFAULT_HOLD = timedelta(minutes=10)
 CLAIM_TTL = timedelta(minutes=2)
@@ -76,11 +90,13 @@ class BookingOptions:
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    """What one recovery pass did with lapsed holds."""
+    """What one recovery pass did with lapsed holds (and which replaced appointments it
+    cancelled)."""
 
     freed: tuple[str, ...] = ()
     finalized: tuple[str, ...] = ()
     kept: int = 0
+    replaced: tuple[str, ...] = ()
 
 
 async def book(ctx: FhirContext, appointment: dict[str, Any], *, now: datetime,
@@ -172,6 +188,50 @@ async def reschedule(ctx: FhirContext, appointment_id: str, new_appointment: dic
                                 hold_until=_pending_hold_until(body, now))
 
 
+async def replace(ctx: FhirContext, old_id: str, new_appointment: dict[str, Any], *,
+                  now: datetime, options: BookingOptions = BookingOptions(),
+                  appointment_id: str | None = None) -> tuple[StoredResource, StoredResource]:
+    """Book `new_appointment` as a new Appointment replacing `old_id`, then cancel the old one:
+    (new, cancelled old). Any failure before the old one is cancelled (409 for a taken slot or
+    an old appointment changed meanwhile) leaves the old booking as it was."""
+    old = await resources.read(ctx, "Appointment", old_id)
+    check_transition(body_of(old).get("status"), CANCELLED)
+    if not holds_time(new_appointment.get("status")):
+        raise BusinessRuleViolation("A replacement Appointment must be pending or booked",
+                                    expression="Appointment.status")
+    id = appointment_id or new_id()
+    body = with_replaces(new_appointment, old_id)
+    with _as_conflict(f"Appointment/{id} already exists"):
+        stored, claims = await _claim_and_write(ctx, body, id=id, current=None, now=now,
+                                                options=options, method="POST",
+                                                overlap_ignores=old_id)
+    try:
+        cancelled = await _cancel_replaced(ctx, old, replacement_id=id, now=now)
+    except BaseException:
+        await _abandon(ctx, stored, None, claims, now=now)
+        raise
+    await _finalize(ctx, stored, None, claims, status=body["status"],
+                    hold_until=_pending_hold_until(body, now), now=now)
+    return stored, cancelled
+
+
+async def _cancel_replaced(ctx: FhirContext, old: StoredResource, *, replacement_id: str,
+                           now: datetime) -> StoredResource:
+    """Cancel the replaced appointment at the version read; if someone (recovery, a user)
+    cancelled it meanwhile, that stands. 409 if it changed otherwise."""
+    reason = {"text": f"Rescheduled to Appointment/{replacement_id}"}
+    try:
+        return await change_status(ctx, old.id, CANCELLED, now=now, reason=reason,
+                                   expected_version=old.version_id)
+    except FhirError as error:
+        latest = await ctx.store.read("Appointment", old.id)
+        if latest is not None and not latest.deleted \
+                and body_of(latest).get("status") == CANCELLED:
+            return latest
+        raise Conflict(f"Appointment/{old.id} changed while it was being replaced; try again",
+                       expression="Appointment") from error
+
+
 async def apply_change(ctx: FhirContext, new: dict[str, Any], *, id: str,
                        current: StoredResource | None, now: datetime, options: BookingOptions,
                        method: HistoryMethod) -> StoredResource:
@@ -183,6 +243,7 @@ async def apply_change(ctx: FhirContext, new: dict[str, Any], *, id: str,
     old_status = old.get("status") if old is not None else None
     status = new.get("status")
     check_transition(old_status, status or "")
+    _require_same_replaces(new, old)
     if holds_time(status) and (old is None or _occupancy_changed(old, new)):
         return await _take_time(ctx, new, id=id, current=current, now=now, options=options,
                                 method=method, hold_until=_pending_hold_until(new, now))
@@ -209,14 +270,39 @@ def _actors(appointment: Mapping[str, Any]) -> set[str]:
     return {(p.get("actor") or {}).get("reference", "") for p in appointment.get("participant", ())}
 
 
+def _require_same_replaces(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+    """Only `replace` links a replacement to the appointment it cancels: recovery acts on it."""
+    if replaced_id(new) != (replaced_id(old) if old is not None else None):
+        raise BusinessRuleViolation("The replaces extension is set only by $book with "
+                                    "cancelled-appt-id", expression="Appointment.extension")
+
+
 async def _take_time(ctx: FhirContext, new: dict[str, Any], *, id: str,
                      current: StoredResource | None, now: datetime, options: BookingOptions,
                      method: HistoryMethod, hold_until: datetime) -> StoredResource:
     """Claim, check overlaps, write the Appointment, finalize, free what it left (see module)."""
     old = body_of(current) if current is not None and not current.deleted else None
+    _require_same_replaces(new, old)
+    stored, claims = await _claim_and_write(ctx, new, id=id, current=current, now=now,
+                                            options=options, method=method, overlap_ignores=id)
+    await _finalize(ctx, stored, current, claims, status=new["status"],
+                    hold_until=hold_until, now=now)
+    if old is not None:
+        dropped = set(slot_ids(old)) - set(slot_ids(new))
+        await free_slots(ctx, dropped, appointment_id=id, old_status=old.get("status"), now=now)
+    return stored
+
+
+async def _claim_and_write(ctx: FhirContext, new: dict[str, Any], *, id: str,
+                           current: StoredResource | None, now: datetime,
+                           options: BookingOptions, method: HistoryMethod,
+                           overlap_ignores: str) -> tuple[StoredResource, list[ClaimedSlot]]:
+    """Claim the slots, check actor overlaps, write the Appointment; on failure release every
+    claim. The overlap check ignores `overlap_ignores`: the appointment itself, or for a
+    replacement (not stored yet) the appointment it replaces."""
+    old = body_of(current) if current is not None and not current.deleted else None
     old_status = old.get("status") if old is not None else None
-    status: str = new["status"]
-    check_transition(old_status, status)
+    check_transition(old_status, new["status"])
     window = _window(new)
     firmly_ours = set(slot_ids(old)) if old is not None and holds_time(old_status) \
         and old_status != PENDING else set()
@@ -227,7 +313,8 @@ async def _take_time(ctx: FhirContext, new: dict[str, Any], *, id: str,
                                may_use_emergency=options.may_use_emergency,
                                overbook_reason=options.overbook_reason)
     try:
-        await check_actor_overlaps(ctx, new, id=id, window=window, slot_ids=wanted, now=now)
+        await check_actor_overlaps(ctx, new, id=overlap_ignores, window=window,
+                                   slot_ids=wanted, now=now)
         if options.overbook_reason and any(c.kind is Claim.OVERBOOK for c in claims):
             new = with_overbooking_reason(new, options.overbook_reason)
         write = next_version(ctx, new, resource_type="Appointment", id=id, current=current,
@@ -236,17 +323,29 @@ async def _take_time(ctx: FhirContext, new: dict[str, Any], *, id: str,
     except BaseException:
         await release_claims(ctx, claims, now=now)
         raise
+    return stored, claims
+
+
+async def _finalize(ctx: FhirContext, stored: StoredResource, previous: StoredResource | None,
+                    claims: list[ClaimedSlot], *, status: str, hold_until: datetime,
+                    now: datetime) -> None:
+    """Finalize the claims for the written appointment, or undo it and release them."""
     try:
-        await finalize_claims(ctx, claims, status=status, appointment_id=id,
-                              hold_until=hold_until, now=now)
+        await finalize_claims(ctx, claims, status=status,
+                              appointment_id=stored.id, hold_until=hold_until, now=now)
     except BaseException:
-        await _undo_appointment(ctx, stored, current, now=now)
-        await release_claims(ctx, claims, now=now)
+        await _abandon(ctx, stored, previous, claims, now=now)
         raise
-    if old is not None:
-        dropped = set(slot_ids(old)) - set(wanted)
-        await free_slots(ctx, dropped, appointment_id=id, old_status=old_status, now=now)
-    return stored
+
+
+async def _abandon(ctx: FhirContext, stored: StoredResource, previous: StoredResource | None,
+                   claims: list[ClaimedSlot], *, now: datetime) -> None:
+    """Undo a written appointment and release its claims, never masking the original error."""
+    try:
+        await _undo_appointment(ctx, stored, previous, now=now)
+    except Exception:  # its claims lapse and recovery judges the slots
+        log.exception("could not undo Appointment/%s", stored.id)
+    await release_claims(ctx, claims, now=now)
 
 
 async def _undo_appointment(ctx: FhirContext, stored: StoredResource,
@@ -294,27 +393,31 @@ class _as_conflict:
 
 async def recover(ctx: FhirContext, *, now: datetime) -> RecoveryReport:
     """Repair lapsed holds: free a slot whose appointment is gone or no longer takes it, make it
-    busy if its appointment was booked; a lapsed hold of a pending appointment is kept."""
+    busy if its appointment was booked; a lapsed hold of a pending appointment is kept. An
+    appointment holding time that replaces another still active one (a `replace` that crashed
+    before cancelling it) gets the old one cancelled first."""
     page = await ctx.store.search(StoreQuery(
         "Slot", (Clause((TokenMatch("status", None, SLOT_TENTATIVE),)),),
         limit=RECOVERY_BATCH, with_total=False))
     freed: list[str] = []
     finalized: list[str] = []
+    replaced: list[str] = []
     kept = 0
     for slot_version in page.resources:
-        outcome = await _recover_slot(ctx, slot_version, now=now)
+        outcome = await _recover_slot(ctx, slot_version, now=now, replaced=replaced)
         if outcome == SLOT_FREE:
             freed.append(slot_version.id)
         elif outcome == SLOT_BUSY:
             finalized.append(slot_version.id)
         else:
             kept += 1
-    return RecoveryReport(tuple(freed), tuple(finalized), kept)
+    return RecoveryReport(tuple(freed), tuple(finalized), kept, tuple(replaced))
 
 
-async def _recover_slot(ctx: FhirContext, current: StoredResource, *,
-                        now: datetime) -> str | None:
-    """The status the slot was repaired to, or None if left as it is."""
+async def _recover_slot(ctx: FhirContext, current: StoredResource, *, now: datetime,
+                        replaced: list[str]) -> str | None:
+    """The status the slot was repaired to, or None if left as it is; adds the id of an old
+    appointment it cancelled to `replaced`."""
     slot = body_of(current)
     hold_ = parse_hold(slot)
     if hold_ is None or not hold_.expired(now):
@@ -326,6 +429,8 @@ async def _recover_slot(ctx: FhirContext, current: StoredResource, *,
             body = body_of(appointment)
             if current.id in slot_ids(body):
                 status = body.get("status")
+                if holds_time(status) and await _finish_replacement(ctx, body, now=now):
+                    replaced.append(replaced_id(body) or "")
     if status == PENDING:
         return None
     target = SLOT_BUSY if holds_time(status) else SLOT_FREE
@@ -337,3 +442,21 @@ async def _recover_slot(ctx: FhirContext, current: StoredResource, *,
     except WriteConflict:
         return None  # a booking or another recovery acted first
     return target
+
+
+async def _finish_replacement(ctx: FhirContext, replacement: Mapping[str, Any], *,
+                              now: datetime) -> bool:
+    """Cancel the still active appointment `replacement` replaces; whether it did."""
+    old_id = replaced_id(replacement)
+    if old_id is None:
+        return False
+    old = await ctx.store.read("Appointment", old_id)
+    if old is None or old.deleted or body_of(old).get("status") in FINAL_STATES:
+        return False
+    try:
+        await _cancel_replaced(ctx, old, replacement_id=str(replacement.get("id")), now=now)
+    except FhirError:
+        log.exception("could not cancel Appointment/%s, replaced by Appointment/%s",
+                      old_id, replacement.get("id"))
+        return False
+    return True

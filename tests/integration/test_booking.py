@@ -1,4 +1,5 @@
-"""Booking services on both stores: claims, releases, holds, recovery, overbooking, seats."""
+"""Booking services on both stores: claims, releases, holds, recovery, overbooking, seats,
+replacements."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from fhir_server.fhir.errors import BusinessRuleViolation, Conflict
 from fhir_server.fhir.instants import format_instant
 from fhir_server.fhir.search.model import StoreQuery
 from fhir_server.scheduling.availability import SLOT_EMERGENCY_RESERVE_URL
-from fhir_server.scheduling.slot_hold import OVERBOOKING_URL, held, parse_hold
+from fhir_server.scheduling.slot_hold import (
+    OVERBOOKING_URL,
+    REPLACES_URL,
+    held,
+    parse_hold,
+    replaced_id,
+)
 from fhir_server.services import booking
 from fhir_server.services.booking import BookingOptions
 from fhir_server.services.context import FhirContext
@@ -399,3 +406,154 @@ async def test_a_stay_of_several_days_that_began_earlier_still_blocks_its_actors
     assert await slot_status(clinic, "s1") == "free"
     assert await appointment_count(clinic) == 1
     await booking.book(clinic, appointment("after", hour=12.5), now=NOW)  # after it ends
+
+
+# --- replace (Argonaut cancelled-appt-id) ---------------------------------------------------
+
+@pytest.fixture
+async def two_doctors(clinic: FhirContext) -> FhirContext:
+    """Ada's 10:00 slot booked for Maria; Bob's 10:15 slot free (it overlaps Ada's)."""
+    await schedule(clinic, "sch-bob", "Practitioner/bob")
+    await slot(clinic, "ada-10")
+    await slot(clinic, "bob-1015", schedule_id="sch-bob", hour=10.25)
+    await put(clinic, {**appointment("ada-10"), "id": "old"})  # booked, as is its slot:
+    await put(clinic, {**await body(clinic, "Slot", "ada-10"), "status": "busy"})
+    return clinic
+
+
+def with_bob(hour: float = 10.25, slot_id: str = "bob-1015") -> dict[str, Any]:
+    return appointment(slot_id, hour=hour, actors=("Patient/maria", "Practitioner/bob"))
+
+
+async def test_replace_onto_an_overlapping_time_of_the_same_patient(
+        two_doctors: FhirContext) -> None:
+    ctx = two_doctors
+    with pytest.raises(Conflict, match="Patient/maria already has an appointment"):
+        await booking.book(ctx, with_bob(), now=NOW)
+
+    new, cancelled = await booking.replace(ctx, "old", with_bob(), now=NOW)
+
+    stored_new = await body(ctx, "Appointment", new.id)
+    assert stored_new["status"] == "booked" and replaced_id(stored_new) == "old"
+    assert {"url": REPLACES_URL, "valueReference": {"reference": "Appointment/old"}} in \
+        stored_new["extension"]
+    assert cancelled.id == "old" and cancelled.version_id == 2
+    old = await body(ctx, "Appointment", "old")
+    assert old["status"] == "cancelled"
+    assert old["cancelationReason"] == {"text": f"Rescheduled to Appointment/{new.id}"}
+    assert [await slot_status(ctx, s) for s in ("ada-10", "bob-1015")] == ["free", "busy"]
+    history = await ctx.store.history("Appointment", "old")
+    assert [orjson.loads(v.body or b"")["status"] for v in history.versions] == \
+        ["cancelled", "booked"]
+
+
+async def test_replace_onto_a_taken_slot_keeps_the_old_booking_and_writes_nothing(
+        two_doctors: FhirContext) -> None:
+    ctx = two_doctors
+    await put(ctx, {**await body(ctx, "Slot", "bob-1015"), "status": "busy"})
+
+    with pytest.raises(Conflict, match="Requested time slot is no longer available"):
+        await booking.replace(ctx, "old", with_bob(), now=NOW)
+
+    assert (await ctx.store.read("Appointment", "old")).version_id == 1  # type: ignore[union-attr]
+    assert await appointment_count(ctx) == 1
+    assert [await slot_status(ctx, s) for s in ("ada-10", "bob-1015")] == ["busy", "busy"]
+    assert (await ctx.store.read("Slot", "bob-1015")).version_id == 2  # type: ignore[union-attr]
+
+
+async def test_replace_of_a_final_appointment_is_refused_before_any_claim(
+        two_doctors: FhirContext) -> None:
+    ctx = two_doctors
+    await booking.change_status(ctx, "old", "noshow", now=NOW)
+
+    with pytest.raises(BusinessRuleViolation, match="cannot move from noshow to cancelled"):
+        await booking.replace(ctx, "old", with_bob(), now=NOW)
+
+    assert await slot_status(ctx, "bob-1015") == "free"
+    assert await appointment_count(ctx) == 1
+
+
+class ChangingStore(RecordingStore):
+    """Moves the old appointment on (to arrived) right after the replacement is written."""
+
+    def __init__(self, inner: Store, ctx: FhirContext) -> None:
+        super().__init__(inner)
+        self.ctx = ctx
+
+    async def commit(self, writes: Sequence[VersionWrite]) -> Any:
+        result = await self.inner.commit(writes)
+        if any(w.resource_type == "Appointment" and w.id != "old" and w.method == "POST"
+               for w in writes):
+            await booking.change_status(self.ctx, "old", "arrived", now=NOW)
+        return result
+
+
+async def test_replace_when_the_old_changes_meanwhile_is_409_and_undoes_the_new(
+        two_doctors: FhirContext) -> None:
+    racing = FhirContext(store=ChangingStore(two_doctors.store, two_doctors),  # type: ignore[arg-type]
+                         registry=two_doctors.registry, base_url=two_doctors.base_url,
+                         rules=two_doctors.rules)
+
+    with pytest.raises(Conflict, match="Appointment/old changed while it was being replaced"):
+        await booking.replace(racing, "old", with_bob(), now=NOW, appointment_id="new")
+
+    assert (await body(two_doctors, "Appointment", "old"))["status"] == "arrived"
+    assert (await two_doctors.store.read("Appointment", "new")).deleted  # type: ignore[union-attr]
+    assert [await slot_status(two_doctors, s) for s in ("ada-10", "bob-1015")] == \
+        ["busy", "free"]
+
+
+class CrashingStore(RecordingStore):
+    """Fails every call once the replacement Appointment is written, as a dead process would."""
+
+    dead = False
+
+    async def commit(self, writes: Sequence[VersionWrite]) -> Any:
+        if self.dead:
+            raise ConnectionError("the server died")
+        result = await self.inner.commit(writes)
+        self.dead = any(w.resource_type == "Appointment" and w.method == "POST" for w in writes)
+        return result
+
+    async def read(self, resource_type: str, id: str) -> Any:
+        if self.dead:
+            raise ConnectionError("the server died")
+        return await self.inner.read(resource_type, id)
+
+
+async def test_recovery_finishes_a_replacement_that_crashed_before_cancelling_the_old(
+        two_doctors: FhirContext) -> None:
+    ctx = two_doctors
+    crashing = FhirContext(store=CrashingStore(ctx.store),  # type: ignore[arg-type]
+                           registry=ctx.registry, base_url=ctx.base_url, rules=ctx.rules)
+    with pytest.raises(ConnectionError):
+        await booking.replace(crashing, "old", with_bob(), now=NOW, appointment_id="new")
+    assert (await body(ctx, "Appointment", "old"))["status"] == "booked"
+    assert await slot_status(ctx, "bob-1015") == "busy-tentative"
+
+    early = await booking.recover(ctx, now=NOW)
+    report = await booking.recover(ctx, now=NOW + booking.CLAIM_TTL)
+
+    assert early.replaced == () and early.kept == 1
+    assert report.replaced == ("old",) and report.finalized == ("bob-1015",)
+    old = await body(ctx, "Appointment", "old")
+    assert old["status"] == "cancelled"
+    assert old["cancelationReason"] == {"text": "Rescheduled to Appointment/new"}
+    assert (await body(ctx, "Appointment", "new"))["status"] == "booked"
+    assert [await slot_status(ctx, s) for s in ("ada-10", "bob-1015")] == ["free", "busy"]
+    again = await booking.recover(ctx, now=NOW + booking.CLAIM_TTL)
+    assert again == booking.RecoveryReport()
+
+
+async def test_only_replace_may_link_an_appointment_to_the_one_it_replaces(
+        two_doctors: FhirContext) -> None:
+    forged = {**with_bob(), "extension": [
+        {"url": REPLACES_URL, "valueReference": {"reference": "Appointment/old"}}]}
+
+    with pytest.raises(BusinessRuleViolation, match="replaces"):
+        await booking.book(two_doctors, forged, now=NOW)
+
+    assert await slot_status(two_doctors, "bob-1015") == "free"
+    new, _ = await booking.replace(two_doctors, "old", with_bob(), now=NOW)
+    kept = await booking.change_status(two_doctors, new.id, "arrived", now=NOW)
+    assert replaced_id(orjson.loads(kept.body or b"")) == "old"
