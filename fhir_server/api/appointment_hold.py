@@ -11,9 +11,7 @@ Appointment (201 with Location when the hold created it, 200 otherwise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +26,7 @@ from fhir_server.fhir.errors import InvalidRequest
 from fhir_server.fhir.parameters import Parameters, parameter_expression
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.services import booking
+from fhir_server.services.appointment_book import AppointmentTarget
 from fhir_server.services.context import FhirContext
 from fhir_server.store.protocol import StoredResource
 
@@ -37,14 +36,6 @@ HOLD_PARAMETERS = frozenset({"appointment-reference", "appointment-resource", "h
 MIN_HOLD_MINUTES = 1
 MAX_HOLD_MINUTES = 60
 DEFAULT_HOLD_MINUTES = 10
-
-
-@dataclass(frozen=True, slots=True)
-class AppointmentTarget:
-    """The Appointment an operation acts on: a stored one by id, or a resource sent along."""
-
-    id: str | None
-    resource: dict[str, Any] | None
 
 
 def appointment_target(params: Parameters, *, base_url: str,
@@ -79,13 +70,15 @@ def hold_duration(params: Parameters) -> timedelta:
 
 
 def appointment_bundle_response(ctx: FhirContext, stored: StoredResource, *, operation: str,
-                                now: datetime) -> Response:
-    """The ITI-116/117 answer: a searchset Bundle holding the one resulting Appointment."""
+                                now: datetime, created: bool | None = None) -> Response:
+    """The ITI-116/117 answer: a searchset Bundle holding the one resulting Appointment
+    (201 with Location if the operation created it; by default, if it is at version 1)."""
     entry = bundles.SearchEntry(stored.resource_type, stored.id, stored.body or b"{}")
     bundle = bundles.searchset(base_url=ctx.base_url, entries=[entry], total=1,
                                links=[("self", f"{ctx.base_url}/Appointment/${operation}")],
                                now=now)
-    created = stored.version_id == 1
+    if created is None:
+        created = stored.version_id == 1
     headers = {"Location": location(ctx.base_url, stored)} if created else None
     return fhir_json(bundle, status=201 if created else 200, headers=headers)
 
