@@ -304,6 +304,67 @@ async def test_book_with_cancelled_appt_id_onto_a_taken_slot_keeps_the_old_booki
     assert await slot_status(client, old_slot) == "busy"
 
 
+LATER = ("2030-03-11T14:15:00Z", "2030-03-11T14:45:00Z")
+REPLACES = "http://fhir-scheduler.org/fhir/StructureDefinition/replaces"
+
+
+async def test_book_with_cancelled_appt_id_may_overlap_the_old_time_of_the_same_patient(
+        client: httpx.AsyncClient) -> None:
+    old_slot = await open_slot(client, MORNING)
+    later_slot = await open_slot(client, LATER)
+    old = await booked(client, [old_slot])
+    moved = resource_part("appointment-resource", candidate([later_slot], when=LATER))
+    outcome_issues(await operation(client, "Appointment/$book", moved), 409)
+
+    response = await operation(client, "Appointment/$book", moved, reference(
+        "cancelled-appt-id", f"Appointment/{old['id']}"))
+
+    assert response.status_code == 201, response.text
+    new = appointment_of(response)
+    assert new["status"] == "booked" and new["start"] == LATER[0]
+    assert {"url": REPLACES, "valueReference": {"reference": f"Appointment/{old['id']}"}} \
+        in new["extension"]
+    cancelled = await read(client, f"Appointment/{old['id']}")
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["cancelationReason"]["text"] == f"Rescheduled to Appointment/{new['id']}"
+    assert [await slot_status(client, s) for s in (old_slot, later_slot)] == ["free", "busy"]
+    old_history = await read(client, f"Appointment/{old['id']}/_history")
+    assert [e["resource"]["status"] for e in old_history["entry"]] == ["cancelled", "booked"]
+    new_history = await read(client, f"Appointment/{new['id']}/_history")
+    assert [e["resource"]["status"] for e in new_history["entry"]] == ["booked"]
+
+
+async def test_book_with_cancelled_appt_id_replaces_only_with_a_new_appointment(
+        client: httpx.AsyncClient) -> None:
+    old = await booked(client, [await open_slot(client, MORNING)])
+    proposed = await created(client, candidate([await open_slot(client, AFTERNOON)],
+                                               when=AFTERNOON))
+    before = await versions_written(client)
+
+    response = await operation(
+        client, "Appointment/$book",
+        reference("appointment-reference", f"Appointment/{proposed['id']}"),
+        reference("cancelled-appt-id", f"Appointment/{old['id']}"))
+
+    issues = outcome_issues(response, 422)
+    assert "Parameters.parameter.where(name='appointment-reference')" in expressions(issues)
+    assert await versions_written(client) == before
+
+
+async def test_a_client_cannot_set_the_replaces_link_itself(client: httpx.AsyncClient) -> None:
+    old = await booked(client, [await open_slot(client, MORNING)])
+    slot_id = await open_slot(client, AFTERNOON)
+    before = await versions_written(client)
+    forged = candidate([slot_id], when=AFTERNOON, status="booked", extension=[
+        {"url": REPLACES, "valueReference": {"reference": f"Appointment/{old['id']}"}}])
+
+    issues = outcome_issues(await client.post("Appointment", json=forged), 422)
+
+    assert "Appointment.extension" in expressions(issues)
+    assert await versions_written(client) == before
+    assert await slot_status(client, slot_id) == "free"
+
+
 async def test_book_of_a_taken_slot_is_409_and_writes_nothing(
         client: httpx.AsyncClient) -> None:
     slot_id = await open_slot(client)
