@@ -89,7 +89,7 @@ def test_entries_are_unique_and_cover_only_present_params(registry: SearchParame
     assert len(entries) == len(set(entries))
     assert {e.param for e in entries} == {
         "_lastUpdated", "_tag", "identifier", "status", "service-type", "appointment-type",
-        "date", "slot", "actor", "patient", "part-status"}
+        "date", "end", "slot", "actor", "patient", "part-status"}
 
 
 def test_slot_start_end_and_schedule(registry: SearchParameterRegistry) -> None:
