@@ -6,7 +6,9 @@
   change of slots, times or participants of an active appointment reschedules it, anything
   else is a plain version (still checked as a self-move);
 - delete of an appointment holding slots writes the deletion, then frees them.
-The incoming `overbooking` extension is the REST way to ask for an overbooking override.
+The incoming `overbooking` extension is the REST way to ask for an overbooking override; a
+`replaces` extension other than the stored one is refused (422): only `$book` with
+`cancelled-appt-id` links a replacement, because recovery cancels what it names.
 Every appointment write expects `change.current`, so a stale one raises `WriteConflict`.
 """
 
