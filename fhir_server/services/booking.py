@@ -217,17 +217,17 @@ async def replace(ctx: FhirContext, old_id: str, new_appointment: dict[str, Any]
 
 async def _cancel_replaced(ctx: FhirContext, old: StoredResource, *, replacement_id: str,
                            now: datetime) -> StoredResource:
-    """Cancel the replaced appointment at the version read; if someone (recovery, a user)
-    cancelled it meanwhile, that stands. 409 if it changed otherwise."""
+    """Cancel the replaced appointment at the version read; 409 if it changed meanwhile,
+    unless recovery already cancelled it for this very replacement."""
     reason = {"text": f"Rescheduled to Appointment/{replacement_id}"}
     try:
         return await change_status(ctx, old.id, CANCELLED, now=now, reason=reason,
                                    expected_version=old.version_id)
     except FhirError as error:
         latest = await ctx.store.read("Appointment", old.id)
-        if latest is not None and not latest.deleted \
-                and body_of(latest).get("status") == CANCELLED:
-            return latest
+        if latest is not None and not latest.deleted and body_of(latest).get(
+                "cancelationReason") == reason and body_of(latest).get("status") == CANCELLED:
+            return latest  # a concurrent replacement or cancel by others is a conflict
         raise Conflict(f"Appointment/{old.id} changed while it was being replaced; try again",
                        expression="Appointment") from error
 

@@ -503,6 +503,41 @@ async def test_replace_when_the_old_changes_meanwhile_is_409_and_undoes_the_new(
         ["busy", "free"]
 
 
+class YieldingStore(RecordingStore):
+    """Lets the other task run before every read and write, so two use cases interleave."""
+
+    async def read(self, resource_type: str, id: str) -> Any:
+        await asyncio.sleep(0)
+        return await self.inner.read(resource_type, id)
+
+    async def commit(self, writes: Sequence[VersionWrite]) -> Any:
+        await asyncio.sleep(0)
+        return await self.inner.commit(writes)
+
+
+async def test_two_replacements_of_one_appointment_leave_one_standing(
+        two_doctors: FhirContext) -> None:
+    ctx = two_doctors
+    await slot(ctx, "bob-11", schedule_id="sch-bob", hour=11)
+    yielding = FhirContext(store=YieldingStore(ctx.store),  # type: ignore[arg-type]
+                           registry=ctx.registry, base_url=ctx.base_url, rules=ctx.rules)
+
+    outcomes = await asyncio.gather(
+        booking.replace(yielding, "old", with_bob(), now=NOW, appointment_id="first"),
+        booking.replace(yielding, "old", with_bob(11, "bob-11"), now=NOW,
+                        appointment_id="second"),
+        return_exceptions=True)
+
+    assert sum(isinstance(o, Conflict) for o in outcomes) == 1, outcomes
+    [(winner, _)] = [o for o in outcomes if not isinstance(o, BaseException)]
+    old = await body(ctx, "Appointment", "old")
+    assert old["cancelationReason"] == {"text": f"Rescheduled to Appointment/{winner.id}"}
+    standing = [id for id in ("first", "second")
+                if not (await ctx.store.read("Appointment", id)).deleted]  # type: ignore[union-attr]
+    assert standing == [winner.id]
+    assert sorted([await slot_status(ctx, s) for s in ("bob-1015", "bob-11")]) == ["busy", "free"]
+
+
 class CrashingStore(RecordingStore):
     """Fails every call once the replacement Appointment is written, as a dead process would."""
 
