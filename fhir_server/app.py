@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import orjson
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
 
 from fhir_server import __version__
 from fhir_server.api import (
@@ -29,6 +31,8 @@ from fhir_server.api import (
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
+from fhir_server.api.security import check_routes, guard
+from fhir_server.auth.setup import build_token_validator
 from fhir_server.fhir.capability import build_capability_statement
 from fhir_server.fhir.resource_types import SUPPORTED_TYPES
 from fhir_server.services.booking import recover
@@ -47,13 +51,21 @@ SYSTEM_INTERACTIONS = ("batch", "transaction", "history-system")
 
 
 def fhir_router() -> FhirRouter:
-    """Every FHIR route; the router tries literal paths before `{resource_type}/{id}`."""
-    router = FhirRouter()
+    """Every FHIR route, each authorized by the guard before its endpoint runs; the router
+    tries literal paths before `{resource_type}/{id}`."""
+    router = FhirRouter(guard=guard)
     for module in (metadata, bundle, history, search, generate_slots, find_slots,
                    appointment_find, appointment_hold, appointment_book, appointment_reschedule,
                    instance):
         router.include(module.router)
+    check_routes(router.routes())
     return router
+
+
+async def _bundle_at_base(request: Request) -> Response:
+    """`POST [base]` without the trailing slash: guarded like `POST [base]/`."""
+    await guard(request, "/", "POST")
+    return await bundle.process_bundle(request)
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -64,6 +76,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = store or open_store_for_url(settings.store_url,
                                              timeout_ms=settings.mongo_timeout_ms)
+        app.state.token_validator = build_token_validator(settings)
+        # An external IdP's keys are fetched over the network: validate off the event loop.
+        app.state.token_validation_blocks = settings.auth_mode == "external"
         await active.open()
         ctx = make_context(active, capability_dir=settings.capability_dir,
                            base_url=settings.base_url)
@@ -96,7 +111,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     prefix = _fhir_prefix(settings.base_url)
     app.mount(prefix, fhir_router())
     if prefix:  # transactions are posted to the base itself, without a trailing slash
-        app.add_route(prefix, bundle.process_bundle, methods=["POST"])
+        app.add_route(prefix, _bundle_at_base, methods=["POST"])
     return app
 
 

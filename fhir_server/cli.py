@@ -1,16 +1,19 @@
-"""The `fhir-scheduler` command: serve the API, load demo data and generate slots."""
+"""The `fhir-scheduler` command: serve the API, load demo data, generate slots, mint tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import typer
 import uvicorn
 
-from fhir_server.fhir.errors import FhirError, StoreUnavailable
+from fhir_server.auth.issuing import issue_access_token
+from fhir_server.auth.keys import KeyStoreError, load_or_create_keys
+from fhir_server.auth.policy import Access
+from fhir_server.fhir.errors import FhirError, InvalidRequest, StoreUnavailable
 from fhir_server.services.seeding import seed_demo, store_is_empty
 from fhir_server.services.slot_generation import (
     GenerationReport,
@@ -128,6 +131,39 @@ def generate_slots(schedule: str | None = typer.Option(
             typer.echo(f"  Appointment/{appointment} holds a slot outside the new rules")
     if any(isinstance(result, FhirError) for _, result in results):
         raise typer.Exit(code=2)
+
+
+@app.command()
+def token(scope: str = typer.Option(..., help='Space-separated scopes, e.g. "user/*.cruds".'),
+          patient: str | None = typer.Option(None,
+                                             help="Launch patient, e.g. Patient/maria-garcia."),
+          fhir_user: str | None = typer.Option(None, "--fhir-user",
+                                               help="The user, e.g. Practitioner/dr-amara-okafor."),
+          role: str | None = typer.Option(
+              None, help="administrator, doctor, staff or patient (the fhir_scheduler_role "
+                         "claim); default: from --fhir-user's type."),
+          lifetime: int = typer.Option(3600, min=1, help="Seconds the token stays valid."),
+          subject: str | None = typer.Option(None, help="The `sub` claim; default: the user "
+                                                         "or 'fhir-scheduler-cli'.")) -> None:
+    """Print one access token signed with the embedded server's keys (for scripts and tests)."""
+    settings = get_settings()
+    if settings.auth_mode != "embedded":
+        typer.echo("fhir-scheduler: tokens can only be minted in embedded auth mode; ask the "
+                   f"external issuer {settings.issuer}", err=True)
+        raise typer.Exit(code=2)
+    claims = {"scope": scope, "fhirUser": fhir_user, "patient": patient,
+              "fhir_scheduler_role": role}
+    try:
+        Access.from_claims({k: v for k, v in claims.items() if v is not None})
+        keys = load_or_create_keys(settings.data_dir)
+    except (InvalidRequest, KeyStoreError) as error:
+        typer.echo(f"fhir-scheduler: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(issue_access_token(
+        keys, issuer=settings.issuer, audience=settings.base_url,
+        subject=subject or fhir_user or "fhir-scheduler-cli", scopes=scope,
+        lifetime=timedelta(seconds=lifetime), now=datetime.now(UTC), fhir_user=fhir_user,
+        patient=patient, role=role, client_id="fhir-scheduler-cli"))
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     mongo_timeout_ms: int = 5000
     recovery_interval_s: float = 30.0
+    # SMART-on-FHIR: `embedded` validates tokens signed with the keys under data_dir/keys;
+    # `external` fetches an IdP's keys through its OIDC discovery document.
+    auth_mode: Literal["embedded", "external"] = "embedded"
+    auth_issuer: str | None = None
+    auth_jwks_timeout_s: float = 3.0
 
     @field_validator("base_url")
     @classmethod
@@ -36,6 +43,21 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "mongodb://", "mongodb+srv://")):
             raise ValueError("store_url must start with sqlite://, mongodb:// or mongodb+srv://")
         return value
+
+    @model_validator(mode="after")
+    def _external_needs_issuer(self) -> Settings:
+        if self.auth_mode == "external" and not self.auth_issuer:
+            raise ValueError("FHIR_SCHEDULER_AUTH_ISSUER is required with "
+                             "FHIR_SCHEDULER_AUTH_MODE=external")
+        return self
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` tokens must carry: the configured issuer, else `<base origin>/auth`."""
+        if self.auth_issuer:
+            return self.auth_issuer.rstrip("/")
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}/auth"
 
 
 @lru_cache(maxsize=1)

@@ -36,7 +36,8 @@ async def find_and_render(request: Request, spec: ParamSpec, *, operation: str) 
         pairs = list(request.query_params.multi_items())
         query = from_query(pairs, spec)
         self_link = f"{ctx.base_url}/{operation}" + (f"?{urlencode(pairs)}" if pairs else "")
-    result = await find_slots(ctx, query, now=now)
+    result = await find_slots(ctx, query, now=now,
+                              may_use_emergency=ctx.caller.may_use_emergency)
     return fhir_json(render_found(query, result, base_url=ctx.base_url, now=now,
                                   self_link=self_link))
 

@@ -8,6 +8,9 @@ from fhir_server.services.context import FhirContext
 
 
 def fhir_context(request: Request) -> FhirContext:
-    """The FhirContext the lifespan stored on the app."""
-    ctx: FhirContext = request.app.state.fhir
+    """The request's FhirContext: the app's, with the caller's rights once authenticated."""
+    ctx: FhirContext | None = getattr(request.state, "fhir", None)
+    if ctx is None:
+        ctx = request.app.state.fhir
+    assert ctx is not None
     return ctx

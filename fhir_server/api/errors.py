@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from fhir_server.api.responses import fhir_json
+from fhir_server.auth.policy import AccessDenied
+from fhir_server.auth.tokens import InvalidToken, KeySetUnavailable, MissingToken
 from fhir_server.fhir import errors
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.fhir.outcome import operation_outcome
@@ -17,6 +19,10 @@ from fhir_server.fhir.outcome import operation_outcome
 log = logging.getLogger("fhir_server.api")
 
 STATUS_BY_ERROR: tuple[tuple[type[FhirError], int], ...] = (
+    (MissingToken, 401),
+    (InvalidToken, 401),
+    (AccessDenied, 403),
+    (KeySetUnavailable, 503),
     (errors.UnknownSearchParameter, 400),
     (errors.InvalidRequest, 400),
     (errors.UnsupportedResourceType, 404),
@@ -33,9 +39,10 @@ STATUS_BY_ERROR: tuple[tuple[type[FhirError], int], ...] = (
     (errors.StoreUnavailable, 503),
 )
 
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found",
-           405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 410: "Gone", 412: "Precondition Failed",
-           415: "Unsupported Media Type",
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 410: "Gone",
+           412: "Precondition Failed", 415: "Unsupported Media Type",
            422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -53,8 +60,19 @@ def status_line(status: int) -> str:
 
 
 def error_response(error: FhirError) -> Response:
-    """The OperationOutcome response for a domain error."""
-    return fhir_json(operation_outcome(error.issues), status=status_for(error))
+    """The OperationOutcome response for a domain error (401s carry the Bearer challenge)."""
+    return fhir_json(operation_outcome(error.issues), status=status_for(error),
+                     headers=_challenge(error))
+
+
+def _challenge(error: FhirError) -> dict[str, str] | None:
+    """RFC 6750 §3: `WWW-Authenticate: Bearer`, with `invalid_token` when one was sent."""
+    if isinstance(error, MissingToken):
+        return {"WWW-Authenticate": 'Bearer realm="fhir"'}
+    if isinstance(error, InvalidToken):
+        return {"WWW-Authenticate": 'Bearer realm="fhir", error="invalid_token", '
+                                    f'error_description="{error.reason}"'}
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -9,10 +10,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api import narrowing
 from fhir_server.api.dependencies import fhir_context
 from fhir_server.api.request_parsing import check_format, is_lenient, search_params, utc_now
 from fhir_server.api.responses import fhir_json
 from fhir_server.api.routing import FhirRouter, fhir_route
+from fhir_server.api.security import access_of, decision_of
+from fhir_server.auth.policy import Access, Decision
 from fhir_server.fhir import bundles
 from fhir_server.fhir.elements import keep_elements, without_text
 from fhir_server.fhir.errors import Issue
@@ -44,9 +48,21 @@ async def _search(resource_type: str, request: Request) -> Response:
     resources.require_supported(resource_type)
     ctx = fhir_context(request)
     now = utc_now()
+    extra = await narrowing.search_clauses(ctx, decision_of(request), resource_type)
     result = await search(ctx, resource_type, await search_params(request), now=now,
-                          lenient=is_lenient(request))
-    return fhir_json(render_searchset(ctx, result, now=now))
+                          lenient=is_lenient(request), extra=extra)
+    return fhir_json(render_searchset(ctx, visible(ctx, access_of(request), result), now=now))
+
+
+def visible(ctx: FhirContext, access: Access, result: SearchResult) -> SearchResult:
+    """The result without included resources the caller may not read (`_include` obeys the
+    same rules as a read: role, scopes, compartment)."""
+    if not result.included:
+        return result
+    decisions: dict[str, Decision] = {}
+    included = [stored for stored in result.included
+                if narrowing.admits_included(access, stored, ctx=ctx, decisions=decisions)]
+    return replace(result, included=included)
 
 
 def render_searchset(ctx: FhirContext, result: SearchResult, *,

@@ -56,6 +56,12 @@ class InvalidToken(FhirError):
         super().__init__(f"Invalid access token: {reason}")
 
 
+class MissingToken(FhirError):
+    """The request carries no bearer token at all (401, challenge without an error code)."""
+
+    default_code = "login"
+
+
 class KeySetUnavailable(FhirError):
     """The issuer's keys cannot be fetched, so no token can be judged (503, not 401)."""
 

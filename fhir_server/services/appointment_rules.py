@@ -33,7 +33,9 @@ class AppointmentRules:
     async def write(self, ctx: FhirContext, change: ResourceChange) -> StoredResource:
         if change.resource is None:
             return await _delete(ctx, change)
-        options = BookingOptions(overbook_reason=overbooking_reason(change.resource))
+        # The API refused an overbooking request from a role that may not overbook.
+        options = BookingOptions(may_use_emergency=ctx.caller.may_use_emergency,
+                                 overbook_reason=overbooking_reason(change.resource))
         return await apply_change(ctx, dict(change.resource), id=change.id,
                                   current=change.current, now=change.now, options=options,
                                   method=change.method)

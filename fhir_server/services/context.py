@@ -43,10 +43,19 @@ class TypeRules(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class CallerRights:
+    """Scheduling overrides the caller's role allows (the API sets them per request)."""
+
+    may_use_emergency: bool = False
+    may_overbook: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FhirContext:
-    """Collaborators passed to services, built once at start-up."""
+    """Collaborators passed to services, built once at start-up (`caller` per request)."""
 
     store: Store
     registry: SearchParameterRegistry
     base_url: str
     rules: Mapping[str, TypeRules] = field(default_factory=dict)
+    caller: CallerRights = CallerRights()

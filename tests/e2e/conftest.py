@@ -2,6 +2,8 @@
 
 The `client` fixture runs every API test twice: on a fresh SQLite file and on a fresh
 MongoDB database (marked `mongo`), so both stores are held to the same REST behaviour.
+It calls as an administrator with every scope (`tests/e2e/tokens.py`); the security tests
+use other tokens.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
-
-BASE = "http://testserver/fhir"
+from tests.e2e.tokens import BASE, admin_headers, install_keys
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    """Settings for a throwaway server whose data lives under `tmp_path`."""
+    """Settings for a throwaway server whose data lives under `tmp_path` (with the test keys)."""
+    install_keys(tmp_path)
     values: dict[str, object] = {
         "store_url": f"sqlite:///{tmp_path / 'fhir.db'}",
         "data_dir": tmp_path,
@@ -53,5 +55,6 @@ async def client(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncCli
     app = create_app(make_settings(tmp_path, store_url=store_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
+                                     headers=admin_headers()) as http:
             yield http

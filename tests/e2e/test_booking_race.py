@@ -27,6 +27,7 @@ from fhir_server.store.factory import open_store_for_url
 from fhir_server.store.protocol import Store, VersionWrite
 from tests.e2e.checks import outcome_issues
 from tests.e2e.conftest import BASE, make_settings
+from tests.e2e.tokens import admin_headers
 
 CLIENTS = 50
 DAY = "2030-03-04"
@@ -86,7 +87,8 @@ async def racing(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncCli
     app = create_app(settings, store=store)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
+                                     headers=admin_headers()) as http:
             # Open every pooled connection first: a cold MongoDB pool opens two at a time and
             # would serialize the clients (see tests/integration/mongo/test_booking_race.py).
             await asyncio.gather(*(store.ping() for _ in range(CLIENTS)))

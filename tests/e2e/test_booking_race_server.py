@@ -18,17 +18,20 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from fhir_server.auth.keys import load_or_create_keys
 from tests.e2e.conftest import mongo_database_url
 from tests.e2e.factories import END, START, make_appointment, make_schedule, make_slot
 from tests.e2e.test_cli import CLI, cli_env, free_port
+from tests.e2e.tokens import bearer, mint
 
 CLIENTS = 60
 WORKERS = 2
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """`fhir-scheduler serve --workers 2` on a fresh store; yields the FHIR base URL."""
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`fhir-scheduler serve --workers 2` on a fresh store; yields the FHIR base URL and an
+    administrator token signed with the server's own keys (from its data dir)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     settings = {"base_url": base}
@@ -48,15 +51,20 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.2)
         else:
             pytest.fail("the server did not become ready")
-        yield base
+        token = mint(keys=load_or_create_keys(tmp_path), audience=base,
+                     issuer=f"http://127.0.0.1:{port}/auth")
+        yield base, token
     finally:
         process.terminate()
         process.wait(15)
 
 
-async def test_many_clients_on_two_workers_book_one_slot_exactly_once(server: str) -> None:
+async def test_many_clients_on_two_workers_book_one_slot_exactly_once(
+        server: tuple[str, str]) -> None:
+    base, token = server
     limits = httpx.Limits(max_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=server + "/", limits=limits, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=base + "/", limits=limits, timeout=60,
+                                 headers=bearer(token)) as http:
         schedule = (await http.post("Schedule", json=make_schedule("Practitioner/p1"))).json()
         slot = (await http.post("Slot", json=make_slot(schedule["id"]))).json()
         assert slot["status"] == "free"

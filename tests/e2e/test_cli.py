@@ -84,15 +84,52 @@ def test_generate_slots_after_seeding_has_nothing_to_do_until_the_window_grows(
     assert unknown.returncode == 2 and "Schedule/nope is not known" in unknown.stderr
 
 
-def test_serve_answers_metadata_and_has_demo_data(served: str) -> None:
+def cli_token(tmp_path: Path, base: str, *args: str) -> str:
+    """`fhir-scheduler token ...` for the deployment under `tmp_path`, as an operator runs it."""
+    result = subprocess.run(CLI + ["token", *args], env=cli_env(tmp_path, base_url=base),
+                            capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def test_serve_answers_metadata_and_has_demo_data_for_a_cli_token(
+        served: str, tmp_path: Path) -> None:
+    token = cli_token(tmp_path, served, "--scope", "user/*.cruds", "--role", "administrator")
+    auth = {"Authorization": f"Bearer {token}"}
+
     metadata = httpx.get(f"{served}/metadata")
-    practitioner = httpx.get(f"{served}/Practitioner/dr-amara-okafor")
-    free_slots = httpx.get(f"{served}/Slot", params={"status": "free", "_summary": "count"})
+    anonymous = httpx.get(f"{served}/Practitioner/dr-amara-okafor")
+    practitioner = httpx.get(f"{served}/Practitioner/dr-amara-okafor", headers=auth)
+    free_slots = httpx.get(f"{served}/Slot", params={"status": "free", "_summary": "count"},
+                           headers=auth)
 
     assert metadata.status_code == 200
     assert metadata.json()["fhirVersion"] == "4.0.1"
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
     assert practitioner.status_code == 200
     assert free_slots.json()["total"] > 0
+
+
+def test_a_cli_patient_token_sees_only_that_patients_appointments(
+        served: str, tmp_path: Path) -> None:
+    token = cli_token(tmp_path, served, "--scope", "patient/*.rs", "--patient", "maria-garcia",
+                      "--fhir-user", "Patient/maria-garcia", "--role", "patient")
+
+    found = httpx.get(f"{served}/Appointment", headers={"Authorization": f"Bearer {token}"})
+
+    assert found.status_code == 200
+    patients = {participant["actor"]["reference"]
+                for entry in found.json().get("entry", [])
+                for participant in entry["resource"]["participant"]
+                if participant["actor"].get("reference", "").startswith("Patient/")}
+    assert patients <= {"Patient/maria-garcia"}
+
+
+def test_token_refuses_an_unknown_role(tmp_path: Path) -> None:
+    result = subprocess.run(CLI + ["token", "--scope", "user/*.rs", "--role", "boss"],
+                            env=cli_env(tmp_path), capture_output=True, text=True)
+
+    assert result.returncode == 2 and "Unknown fhir_scheduler_role 'boss'" in result.stderr
 
 
 def test_unreachable_mongodb_stops_serve_with_one_line(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from tests.e2e.search_factories import (
     schedule,
     slot,
 )
+from tests.e2e.tokens import bearer, mint
 from tests.unit.scheduling.availability_factories import availability, minutes, sub
 
 DAY = "2030-03-11"  # a Monday, years ahead of any test run's clock
@@ -54,9 +55,10 @@ async def doctor(client: httpx.AsyncClient, name: str, *starts: str,
 
 
 async def find(client: httpx.AsyncClient, *params: tuple[str, str],
-               path: str = "Slot/$find-slots", window: bool = True) -> dict[str, Any]:
+               path: str = "Slot/$find-slots", window: bool = True,
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
     query = [*(WINDOW.items() if window else ()), *params]
-    response = await client.get(path, params=query)
+    response = await client.get(path, params=query, headers=headers)
     assert response.status_code == 200, response.text
     bundle: dict[str, Any] = response.json()
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
@@ -183,14 +185,20 @@ async def test_schedule_buffers_keep_time_around_a_booked_visit(
     assert starts(await find(client, ("practitioner", "Practitioner/ada"))) == ["09:00", "11:00"]
 
 
-async def test_an_emergency_reserved_slot_is_not_offered_before_its_release(
+async def test_an_emergency_reserved_slot_is_offered_before_its_release_only_to_roles_that_may(
         client: httpx.AsyncClient) -> None:
     await doctor(client, "ada", "09:00")
     reserve = [{"url": SLOT_EMERGENCY_RESERVE_URL, "valueDateTime": at("08:00")}]
     released = [{"url": SLOT_EMERGENCY_RESERVE_URL, "valueDateTime": "2020-01-01T00:00:00Z"}]
     await put(client, *half_hours("s-ada", "09:30", extension=reserve),
               *half_hours("s-ada", "10:00", extension=released))
-    assert starts(await find(client, ("practitioner", "Practitioner/ada"))) == ["09:00", "10:00"]
+    patient = bearer(mint("patient/*.rs", role="patient", fhir_user="Patient/p1"))
+
+    by_patient = await find(client, ("practitioner", "Practitioner/ada"), headers=patient)
+    by_administrator = await find(client, ("practitioner", "Practitioner/ada"))
+
+    assert starts(by_patient) == ["09:00", "10:00"]
+    assert starts(by_administrator) == ["09:00", "09:30", "10:00"]
 
 
 def hold(expires: str) -> list[dict[str, Any]]:

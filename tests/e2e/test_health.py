@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fhir_server.app import create_app
 from fhir_server.fhir.errors import StoreUnavailable
 from tests.e2e.conftest import make_settings, mongo_database_url
+from tests.e2e.tokens import admin_headers
 from tests.support.mongo_server import start_test_mongodb
 
 
@@ -62,7 +63,7 @@ async def test_readyz_is_503_when_the_store_does_not_answer(
 
 async def test_probes_are_not_under_the_fhir_base(root: httpx.AsyncClient) -> None:
     for path in ("/fhir/healthz", "/fhir/readyz"):
-        response = await root.get(path)
+        response = await root.get(path, headers=admin_headers())
         assert response.status_code == 404
         assert response.json()["resourceType"] == "OperationOutcome"
 

@@ -27,6 +27,7 @@ from tests.e2e.test_appointment_operations import (
     resource_part,
 )
 from tests.e2e.test_booking_race import YieldingStore
+from tests.e2e.tokens import admin_headers
 
 CLIENTS = 30
 
@@ -39,7 +40,8 @@ async def racing(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncCli
     app = create_app(settings, store=store)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
+                                     headers=admin_headers()) as http:
             await asyncio.gather(*(store.ping() for _ in range(CLIENTS)))
             yield http
 

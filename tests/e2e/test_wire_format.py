@@ -17,6 +17,7 @@ from fhir_server.services import resources
 from tests.e2e.checks import FHIR_JSON, created, outcome_issues, versions_written
 from tests.e2e.conftest import BASE, make_settings
 from tests.e2e.factories import make_patient
+from tests.e2e.tokens import admin_headers
 
 
 @pytest.fixture
@@ -25,7 +26,8 @@ async def server_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(tmp_path))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
+                                     headers=admin_headers()) as http:
             yield http
 
 

@@ -1,0 +1,153 @@
+"""SMART-on-FHIR at the dispatcher: authenticate the bearer token, then authorize the route.
+
+Every FHIR route is declared here with the interaction (or operation) it performs, so
+`policy.decide` can judge it before the endpoint runs; a route without a declaration is
+refused (and `check_routes` stops the app from starting with one). Public without a token:
+`/metadata` and the conformance resources (SearchParameter, OperationDefinition,
+StructureDefinition) — they are published definitions a client needs before it can ask for
+a token, and they contain no patient data. `/healthz` and `/readyz` live outside `/fhir`.
+
+The decision's restrictions (patient compartment, scope constraints, own schedule) are
+applied by `api/narrowing.py`; the `Access` and `Decision` stay on `request.state` for the
+endpoints that narrow results (search, includes, Bundles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from fhir_server.api import narrowing
+from fhir_server.auth.policy import Access, AccessDenied, Decision, decide
+from fhir_server.auth.tokens import InvalidToken, MissingToken, TokenValidator
+from fhir_server.fhir.errors import InvalidRequest
+from fhir_server.services.conformance import CONFORMANCE_TYPES
+from fhir_server.services.context import CallerRights, FhirContext
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAccess:
+    """What a route does, for `decide`: an interaction, or `operation` with its name."""
+
+    interaction: str  # a FHIR interaction, "operation", "batch" or "public"
+    resource_type: str | None = None  # fixed type; None: the `{resource_type}` path segment
+    operation: str | None = None
+
+
+PUBLIC: Final = RouteAccess("public")
+
+
+def _operation(name: str, resource_type: str, *methods: str) -> dict[tuple[str, str], RouteAccess]:
+    return {(path, method): RouteAccess("operation", resource_type, name)
+            for path in _operation_paths(name, resource_type) for method in methods}
+
+
+def _operation_paths(name: str, resource_type: str) -> tuple[str, ...]:
+    paths = {"find-slots": ("/Slot/$find-slots", "/$find-slots"),
+             "find": ("/Appointment/$find",),
+             "hold": ("/Appointment/$hold",),
+             "book": ("/Appointment/$book",),
+             "reschedule": ("/Appointment/{id}/$reschedule",),
+             "generate-slots": ("/Schedule/{id}/$generate-slots",)}
+    return paths[name]
+
+
+ROUTE_ACCESS: Final[Mapping[tuple[str, str], RouteAccess]] = MappingProxyType({
+    ("/metadata", "GET"): PUBLIC,
+    **{(path, "GET"): PUBLIC for kind in CONFORMANCE_TYPES
+       for path in (f"/{kind}", f"/{kind}/{{id}}")},
+    ("/{resource_type}", "GET"): RouteAccess("search-type"),
+    ("/{resource_type}/_search", "POST"): RouteAccess("search-type"),
+    ("/{resource_type}", "POST"): RouteAccess("create"),
+    ("/{resource_type}/{id}", "GET"): RouteAccess("read"),
+    ("/{resource_type}/{id}", "PUT"): RouteAccess("update"),
+    ("/{resource_type}/{id}", "PATCH"): RouteAccess("patch"),
+    ("/{resource_type}/{id}", "DELETE"): RouteAccess("delete"),
+    ("/{resource_type}/{id}/_history/{version_id}", "GET"): RouteAccess("vread"),
+    ("/{resource_type}/{id}/_history", "GET"): RouteAccess("history-instance"),
+    ("/{resource_type}/_history", "GET"): RouteAccess("history-type"),
+    # System history shows every type: it needs search on all of them (`*`).
+    ("/_history", "GET"): RouteAccess("history-type", "*"),
+    ("/", "POST"): RouteAccess("batch"),  # each entry is authorized by api/bundle.py
+    **_operation("find-slots", "Slot", "GET", "POST"),
+    **_operation("find", "Appointment", "GET", "POST"),
+    **_operation("hold", "Appointment", "POST"),
+    **_operation("book", "Appointment", "POST"),
+    **_operation("reschedule", "Appointment", "POST"),
+    **_operation("generate-slots", "Schedule", "GET", "POST"),
+})
+
+
+def check_routes(routes: Iterable[tuple[str, str]]) -> None:
+    """Refuse to build an app with a FHIR route nobody declared an access rule for."""
+    undeclared = sorted(f"{method} {path}" for path, method in routes
+                        if (path, method) not in ROUTE_ACCESS)
+    if undeclared:
+        raise RuntimeError(f"FHIR routes without an access rule: {', '.join(undeclared)}")
+
+
+async def guard(request: Request, template: str, method: str) -> None:
+    """The router's guard: 401 without a valid token, 403 when the policy refuses."""
+    rule = ROUTE_ACCESS.get((template, method))
+    if rule is None:
+        raise AccessDenied(f"No access rule covers {method} {template}")
+    if rule.interaction == "public":
+        return
+    access = await authenticate(request)
+    if rule.interaction == "batch":
+        return
+    resource_type = rule.resource_type or request.path_params["resource_type"]
+    decision = decide(access, interaction=rule.interaction, resource_type=resource_type,
+                      operation=rule.operation).require()
+    request.state.decision = decision
+    await narrowing.check_request(request, rule.interaction, resource_type, rule.operation,
+                                  access, decision)
+
+
+async def authenticate(request: Request) -> Access:
+    """The caller's `Access` from a valid bearer token; kept on `request.state`."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise MissingToken("This endpoint needs an access token: "
+                           "send 'Authorization: Bearer <token>'")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("malformed")
+    validator: TokenValidator = request.app.state.token_validator
+    if request.app.state.token_validation_blocks:  # an external IdP's keys may be fetched
+        claims = await run_in_threadpool(validator.validate, token.strip())
+    else:
+        claims = validator.validate(token.strip())
+    try:
+        access = Access.from_claims(claims.raw)
+    except InvalidRequest:  # an unknown role or a malformed resource scope
+        raise InvalidToken("malformed claims") from None
+    request.state.access = access
+    request.state.fhir = with_caller_rights(request.app.state.fhir, access)
+    return access
+
+
+def with_caller_rights(ctx: FhirContext, access: Access) -> FhirContext:
+    """The app's context carrying what the caller's role may override in booking."""
+    role = access.capabilities
+    if role is None or not (role.may_book_emergency or role.may_overbook):
+        return ctx
+    return dataclasses.replace(ctx, caller=CallerRights(
+        may_use_emergency=role.may_book_emergency, may_overbook=role.may_overbook))
+
+
+def access_of(request: Request) -> Access:
+    """The authenticated caller (set by the guard)."""
+    access: Access = request.state.access
+    return access
+
+
+def decision_of(request: Request) -> Decision | None:
+    """The guard's decision for this request, if the route was authorized as one."""
+    return getattr(request.state, "decision", None)
