@@ -34,6 +34,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from fhir_server.auth.issuing import issue_access_token  # noqa: E402
+from fhir_server.auth.keys import load_or_create_keys  # noqa: E402
 from fhir_server.fhir.search.parameters import load_registry  # noqa: E402
 from fhir_server.services.context import FhirContext  # noqa: E402
 from fhir_server.services.versions import next_version  # noqa: E402
@@ -109,23 +111,27 @@ def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[str]:
         proc.wait(10)
 
 
-def requests_per_second(url: str, duration: int, connections: int) -> float:
+def requests_per_second(url: str, duration: int, connections: int,
+                        headers: dict[str, str] | None = None) -> float:
     """Sustained requests/s on one URL (wrk when installed, else an httpx client)."""
-    assert httpx.get(url, timeout=10).status_code == 200, url
+    headers = headers or {}
+    assert httpx.get(url, timeout=10, headers=headers).status_code == 200, url
     if shutil.which("wrk"):
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", url],
+        flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", *flags, url],
                              capture_output=True, text=True, check=True).stdout
         match = re.search(r"Requests/sec:\s+([\d.]+)", out)
         if "Non-2xx" in out or match is None:
             raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
         return float(match.group(1))
-    return asyncio.run(_httpx_load(url, duration, connections))
+    return asyncio.run(_httpx_load(url, duration, connections, headers))
 
 
-async def _httpx_load(url: str, duration: int, connections: int) -> float:
+async def _httpx_load(url: str, duration: int, connections: int,
+                      headers: dict[str, str]) -> float:
     done = 0
     deadline = time.monotonic() + duration
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=headers) as client:
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
@@ -185,10 +191,15 @@ def main() -> None:
             ("read", f"{bare}/bare/Appointment/{target}", f"{server}/fhir/Appointment/{target}"),
             ("search", f"{bare}/bare/search?patient={patient}", f"{server}/fhir/{search}"),
         ]
+        token = issue_access_token(
+            load_or_create_keys(data_dir), issuer="http://127.0.0.1/auth",
+            audience="http://127.0.0.1/fhir", subject="bench", scopes="user/*.cruds",
+            lifetime=timedelta(hours=1), now=datetime.now(UTC), role="administrator")
+        auth = {"Authorization": f"Bearer {token}"}
         print(f"{'case':8} {'bare req/s':>11} {'server req/s':>13} {'ratio':>6}")
         for name, bare_url, server_url in cases:
             baseline = requests_per_second(bare_url, args.duration, args.connections)
-            measured = requests_per_second(server_url, args.duration, args.connections)
+            measured = requests_per_second(server_url, args.duration, args.connections, auth)
             print(f"{name:8} {baseline:11.0f} {measured:13.0f} {measured / baseline:6.2f}")
 
 
