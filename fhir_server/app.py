@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         active = store or open_store_for_url(settings.store_url,
                                              timeout_ms=settings.mongo_timeout_ms)
         app.state.token_validator = build_token_validator(settings)
+        app.state.access_cache = OrderedDict()
         # An external IdP's keys are fetched over the network: validate off the event loop.
         app.state.token_validation_blocks = settings.auth_mode == "external"
         await active.open()

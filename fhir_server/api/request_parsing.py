@@ -42,7 +42,8 @@ async def json_body(request: Request, *, accepted: frozenset[str] = JSON_TYPES) 
 
 def check_format(request: Request) -> None:
     """Refuse `_format` or `Accept` values that ask only for XML or another non-JSON format."""
-    requested = request.query_params.get("_format")
+    has_format = b"_format" in request.scope.get("query_string", b"")
+    requested = request.query_params.get("_format") if has_format else None
     if requested is not None and requested.lower() not in JSON_FORMATS:
         raise NotAcceptable(f"_format '{requested}' is not supported; this server speaks JSON")
     accept = request.headers.get("accept")

@@ -32,6 +32,7 @@ class _Pattern:
 
     segments: tuple[str, ...]
     endpoints: dict[str, Endpoint]
+    template: str
 
     @property
     def literal_count(self) -> int:
@@ -52,11 +53,15 @@ class FhirRouter:
 
     def __init__(self, guard: Guard | None = None) -> None:
         self._by_length: dict[int, list[_Pattern]] = {}
+        # Tried first: patterns whose first segment is this literal (`/Slot/$find-slots`,
+        # `/metadata`); then those starting with a variable. Each list most literal first.
+        self._by_first: dict[tuple[int, str], list[_Pattern]] = {}
+        self._variable_first: dict[int, list[_Pattern]] = {}
         self._guard = guard
 
     def routes(self) -> list[tuple[str, str]]:
         """Every registered (template, method), e.g. `("/{resource_type}/{id}", "GET")`."""
-        return [(_template(pattern.segments), method)
+        return [(pattern.template, method)
                 for patterns in self._by_length.values() for pattern in patterns
                 for method in pattern.endpoints]
 
@@ -68,8 +73,15 @@ class FhirRouter:
             if pattern.segments == segments:
                 pattern.endpoints[method] = endpoint
                 return
-        patterns.append(_Pattern(segments, {method: endpoint}))
+        pattern = _Pattern(segments, {method: endpoint}, _template(segments))
+        patterns.append(pattern)
         patterns.sort(key=lambda p: -p.literal_count)
+        if segments and not segments[0].startswith("{"):
+            group = self._by_first.setdefault((len(segments), segments[0]), [])
+        else:
+            group = self._variable_first.setdefault(len(segments), [])
+        group.append(pattern)
+        group.sort(key=lambda p: -p.literal_count)
 
     def include(self, other: FhirRouter) -> None:
         """Take over every route of another router (one per API module)."""
@@ -84,7 +96,9 @@ class FhirRouter:
             path = path[len(root):]
         parts = [p for p in path.split("/") if p]
         allowed: set[str] = set()
-        for pattern in self._by_length.get(len(parts), ()):
+        first = (len(parts), parts[0] if parts else "")
+        candidates = (*self._by_first.get(first, ()), *self._variable_first.get(len(parts), ()))
+        for pattern in candidates:
             params = pattern.bind(parts)
             if params is None:
                 continue
@@ -95,7 +109,7 @@ class FhirRouter:
             scope["path_params"] = params
             request = Request(scope, receive)
             if self._guard is not None:
-                await self._guard(request, _template(pattern.segments), scope["method"])
+                await self._guard(request, pattern.template, scope["method"])
             response = await endpoint(request)
             await response(scope, receive, send)
             return

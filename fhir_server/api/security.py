@@ -15,6 +15,8 @@ endpoints that narrow results (search, includes, Bundles).
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -25,7 +27,7 @@ from starlette.requests import Request
 
 from fhir_server.api import narrowing
 from fhir_server.auth.policy import Access, AccessDenied, Decision, decide
-from fhir_server.auth.tokens import InvalidToken, MissingToken, TokenValidator
+from fhir_server.auth.tokens import Claims, InvalidToken, MissingToken, TokenValidator
 from fhir_server.fhir.errors import InvalidRequest
 from fhir_server.services.conformance import CONFORMANCE_TYPES
 from fhir_server.services.context import CallerRights, FhirContext
@@ -103,8 +105,8 @@ async def guard(request: Request, template: str, method: str) -> None:
     if rule.interaction == "batch":
         return
     resource_type = rule.resource_type or request.path_params["resource_type"]
-    decision = decide(access, interaction=rule.interaction, resource_type=resource_type,
-                      operation=rule.operation).require()
+    decision = _decide(access, interaction=rule.interaction, resource_type=resource_type,
+                       operation=rule.operation).require()
     request.state.decision = decision
     await narrowing.check_request(request, rule.interaction, resource_type, rule.operation,
                                   access, decision)
@@ -124,12 +126,31 @@ async def authenticate(request: Request) -> Access:
         claims = await run_in_threadpool(validator.validate, token.strip())
     else:
         claims = validator.validate(token.strip())
+    access = _access_for(request.app.state.access_cache, token.strip(), claims)
+    request.state.access = access
+    request.state.fhir = with_caller_rights(request.app.state.fhir, access)
+    return access
+
+
+ACCESS_CACHE_SIZE = 4096
+# A decision depends only on the (immutable) Access and the route, and callers repeat both.
+_decide = functools.lru_cache(maxsize=ACCESS_CACHE_SIZE)(decide)
+
+
+def _access_for(cache: OrderedDict[str, tuple[Claims, Access]], token: str,
+                claims: Claims) -> Access:
+    """The caller's Access; reused while the validator hands back the same remembered claims,
+    since parsing scopes and role on every request cost a quarter of a read."""
+    remembered = cache.get(token)
+    if remembered is not None and remembered[0] is claims:
+        return remembered[1]
     try:
         access = Access.from_claims(claims.raw)
     except InvalidRequest:  # an unknown role or a malformed resource scope
         raise InvalidToken("malformed claims") from None
-    request.state.access = access
-    request.state.fhir = with_caller_rights(request.app.state.fhir, access)
+    cache[token] = (claims, access)
+    if len(cache) > ACCESS_CACHE_SIZE:
+        cache.popitem(last=False)
     return access
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -225,6 +226,10 @@ class RemoteJwks:
         return jwks_uri
 
 
+VERIFIED_TTL_S = 60.0
+VERIFIED_CACHE_SIZE = 4096
+
+
 class TokenValidator:
     """Turns a bearer token into `Claims`, or refuses it with `InvalidToken`."""
 
@@ -241,9 +246,29 @@ class TokenValidator:
         self._leeway = leeway_s
         self._role_claim = role_claim
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[Claims, dict[str, Any], float]] = OrderedDict()
 
     def validate(self, token: str) -> Claims:
-        """The token's claims once its algorithm, key, signature, iss, aud, times and jti pass."""
+        """The token's claims once its algorithm, key, signature, iss, aud, times and jti pass.
+
+        A client sends the same token with every request, and an RS384 check plus claim
+        parsing cost more than serving a read, so a verified token is remembered for up to
+        `VERIFIED_TTL_S`; its times and revocation are still checked on every call.
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None and self._clock() - remembered[2] < VERIFIED_TTL_S:
+            claims, payload, _ = remembered
+            self._check_times(payload)
+            self._check_revocation(claims)
+            return claims
+        claims, payload = self._verify(token)
+        self._verified[token] = (claims, payload, self._clock())
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> tuple[Claims, dict[str, Any]]:
+        """The full check: header, key, signature, claims, times, revocation."""
         alg, kid = self._header(token)
         key = self._jwks.key_for(kid)
         if key is None:
@@ -253,12 +278,16 @@ class TokenValidator:
         payload = self._verified_payload(token, key, alg)
         exp = self._check_times(payload)
         claims = self._claims(payload, exp)
+        self._check_revocation(claims)
+        return claims, payload
+
+    def _check_revocation(self, claims: Claims) -> None:
+        """Refuse a revoked token, and any token without a `jti` when revocation is on."""
         if self._is_revoked is not None:
             if claims.jti is None:
                 raise InvalidToken("missing jti")  # a token that cannot be revoked
             if self._is_revoked(claims.jti):
                 raise InvalidToken("revoked")
-        return claims
 
     def _header(self, token: str) -> tuple[str, str]:
         """The header's `alg` and `kid`, refusing anything outside the pinned algorithms."""

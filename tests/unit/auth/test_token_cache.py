@@ -1,0 +1,84 @@
+"""A verified token is remembered briefly, but never past its expiry or its revocation."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_server.auth.keys import KeySet, load_or_create_keys
+from fhir_server.auth.tokens import (
+    VERIFIED_TTL_S,
+    StaticJwks,
+    TokenValidator,
+    VerificationKey,
+)
+from tests.unit.auth.test_tokens import BASE_URL, ISSUER, LIFETIME, NOW, make_token, refusal
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
+    return load_or_create_keys(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def other_keys(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
+    return load_or_create_keys(tmp_path_factory.mktemp("other"))
+
+
+class RotatingJwks:
+    """An issuer's key set that the test can replace, as a real issuer rotates keys."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self.current = StaticJwks(keys.jwks())
+
+    def key_for(self, kid: str) -> VerificationKey | None:
+        return self.current.key_for(kid)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def test_a_remembered_token_still_expires(keys: KeySet) -> None:
+    clock = Clock(NOW)
+    validator = TokenValidator(issuer=ISSUER, audience=BASE_URL,
+                               jwks=StaticJwks(keys.jwks()), clock=clock)
+    token = make_token(keys)
+    validator.validate(token)
+
+    clock.at = NOW + LIFETIME.total_seconds() + 31  # past exp plus the leeway
+
+    assert refusal(validator, token) == "expired"
+
+
+def test_a_remembered_token_can_be_revoked_at_once(keys: KeySet) -> None:
+    revoked: set[str] = set()
+    validator = TokenValidator(issuer=ISSUER, audience=BASE_URL, jwks=StaticJwks(keys.jwks()),
+                               is_revoked=revoked.__contains__, clock=Clock(NOW))
+    token = make_token(keys)
+    claims = validator.validate(token)
+    assert claims.jti is not None
+
+    revoked.add(claims.jti)
+
+    assert refusal(validator, token) == "revoked"
+
+
+def test_a_remembered_token_is_verified_again_after_a_while(
+        keys: KeySet, other_keys: KeySet) -> None:
+    clock = Clock(NOW)
+    jwks = RotatingJwks(keys)
+    validator = TokenValidator(issuer=ISSUER, audience=BASE_URL, jwks=jwks, clock=clock)
+    token = make_token(keys)
+    validator.validate(token)
+
+    # The issuer withdraws the key: after the remembering window the token is checked anew.
+    jwks.current = StaticJwks(other_keys.jwks())
+    clock.at = NOW + VERIFIED_TTL_S + 1
+
+    assert refusal(validator, token) == "unknown key"
