@@ -36,7 +36,7 @@ from fhir_server.api.security import check_routes, guard
 from fhir_server.auth.setup import build_token_validator
 from fhir_server.fhir.capability import build_capability_statement
 from fhir_server.fhir.resource_types import SUPPORTED_TYPES
-from fhir_server.services.booking import recover
+from fhir_server.services.booking_recovery import recover
 from fhir_server.services.conformance import load_conformance
 from fhir_server.services.context import FhirContext
 from fhir_server.services.wiring import make_context

@@ -36,24 +36,17 @@ from typing import Any
 
 from fhir_server.fhir.errors import BusinessRuleViolation, Conflict, FhirError, VersionConflict
 from fhir_server.fhir.instants import parse_instant
-from fhir_server.fhir.search.model import Clause, StoreQuery, TokenMatch
 from fhir_server.scheduling.slot_hold import (
     Claim,
-    parse_hold,
     replaced_id,
     slot_ids,
     with_overbooking_reason,
     with_replaces,
-    with_status,
 )
 from fhir_server.scheduling.state_machine import (
     BOOKED,
     CANCELLED,
-    FINAL_STATES,
     PENDING,
-    SLOT_BUSY,
-    SLOT_FREE,
-    SLOT_TENTATIVE,
     check_transition,
     holds_time,
     releases_slots,
@@ -77,7 +70,6 @@ log = logging.getLogger("fhir_server.booking")
 
 DEFAULT_HOLD = timedelta(minutes=10)
 CLAIM_TTL = timedelta(minutes=2)
-RECOVERY_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +78,6 @@ class BookingOptions:
 
     may_use_emergency: bool = False
     overbook_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    """What one recovery pass did with lapsed holds (and which replaced appointments it
-    cancelled)."""
-
-    freed: tuple[str, ...] = ()
-    finalized: tuple[str, ...] = ()
-    kept: int = 0
-    replaced: tuple[str, ...] = ()
 
 
 async def book(ctx: FhirContext, appointment: dict[str, Any], *, now: datetime,
@@ -206,7 +187,7 @@ async def replace(ctx: FhirContext, old_id: str, new_appointment: dict[str, Any]
                                                 options=options, method="POST",
                                                 overlap_ignores=old_id)
     try:
-        cancelled = await _cancel_replaced(ctx, old, replacement_id=id, now=now)
+        cancelled = await cancel_replaced(ctx, old, replacement_id=id, now=now)
     except BaseException:
         await _abandon(ctx, stored, None, claims, now=now)
         raise
@@ -215,7 +196,7 @@ async def replace(ctx: FhirContext, old_id: str, new_appointment: dict[str, Any]
     return stored, cancelled
 
 
-async def _cancel_replaced(ctx: FhirContext, old: StoredResource, *, replacement_id: str,
+async def cancel_replaced(ctx: FhirContext, old: StoredResource, *, replacement_id: str,
                            now: datetime) -> StoredResource:
     """Cancel the replaced appointment at the version read; 409 if it changed meanwhile,
     unless recovery already cancelled it for this very replacement."""
@@ -389,74 +370,3 @@ class _as_conflict:
                  _tb: object) -> None:
         if isinstance(error, WriteConflict):
             raise (VersionConflict if self.precondition else Conflict)(self.message) from error
-
-
-async def recover(ctx: FhirContext, *, now: datetime) -> RecoveryReport:
-    """Repair lapsed holds: free a slot whose appointment is gone or no longer takes it, make it
-    busy if its appointment was booked; a lapsed hold of a pending appointment is kept. An
-    appointment holding time that replaces another still active one (a `replace` that crashed
-    before cancelling it) gets the old one cancelled first."""
-    page = await ctx.store.search(StoreQuery(
-        "Slot", (Clause((TokenMatch("status", None, SLOT_TENTATIVE),)),),
-        limit=RECOVERY_BATCH, with_total=False))
-    freed: list[str] = []
-    finalized: list[str] = []
-    replaced: list[str] = []
-    kept = 0
-    for slot_version in page.resources:
-        outcome = await _recover_slot(ctx, slot_version, now=now, replaced=replaced)
-        if outcome == SLOT_FREE:
-            freed.append(slot_version.id)
-        elif outcome == SLOT_BUSY:
-            finalized.append(slot_version.id)
-        else:
-            kept += 1
-    return RecoveryReport(tuple(freed), tuple(finalized), kept, tuple(replaced))
-
-
-async def _recover_slot(ctx: FhirContext, current: StoredResource, *, now: datetime,
-                        replaced: list[str]) -> str | None:
-    """The status the slot was repaired to, or None if left as it is; adds the id of an old
-    appointment it cancelled to `replaced`."""
-    slot = body_of(current)
-    hold_ = parse_hold(slot)
-    if hold_ is None or not hold_.expired(now):
-        return None
-    status = None
-    if hold_.appointment_id:
-        appointment = await ctx.store.read("Appointment", hold_.appointment_id)
-        if appointment is not None and not appointment.deleted:
-            body = body_of(appointment)
-            if current.id in slot_ids(body):
-                status = body.get("status")
-                if holds_time(status) and await _finish_replacement(ctx, body, now=now):
-                    replaced.append(replaced_id(body) or "")
-    if status == PENDING:
-        return None
-    target = SLOT_BUSY if holds_time(status) else SLOT_FREE
-    write = next_version(ctx, with_status(slot, target), resource_type="Slot", id=current.id,
-                         current=current, now=now, method="PUT",
-                         match={"status": SLOT_TENTATIVE})
-    try:
-        await ctx.store.commit([write])
-    except WriteConflict:
-        return None  # a booking or another recovery acted first
-    return target
-
-
-async def _finish_replacement(ctx: FhirContext, replacement: Mapping[str, Any], *,
-                              now: datetime) -> bool:
-    """Cancel the still active appointment `replacement` replaces; whether it did."""
-    old_id = replaced_id(replacement)
-    if old_id is None:
-        return False
-    old = await ctx.store.read("Appointment", old_id)
-    if old is None or old.deleted or body_of(old).get("status") in FINAL_STATES:
-        return False
-    try:
-        await _cancel_replaced(ctx, old, replacement_id=str(replacement.get("id")), now=now)
-    except FhirError:
-        log.exception("could not cancel Appointment/%s, replaced by Appointment/%s",
-                      old_id, replacement.get("id"))
-        return False
-    return True

@@ -24,7 +24,7 @@ from fhir_server.scheduling.slot_hold import (
     parse_hold,
     replaced_id,
 )
-from fhir_server.services import booking
+from fhir_server.services import booking, booking_recovery
 from fhir_server.services.booking import BookingOptions
 from fhir_server.services.context import FhirContext
 from fhir_server.services.versions import next_version
@@ -214,7 +214,7 @@ async def test_recovery_frees_orphaned_holds_and_finalizes_booked_ones(
     await put(clinic, held(await body(clinic, "Slot", "done"), booked.id, lapsed))  # crash
     await put(clinic, held(await body(clinic, "Slot", "fresh"), "in-flight", NOW + timedelta(1)))
 
-    report = await booking.recover(clinic, now=NOW + timedelta(minutes=30))
+    report = await booking_recovery.recover(clinic, now=NOW + timedelta(minutes=30))
 
     assert report.freed == ("orphan",) and report.finalized == ("done",)
     assert report.kept == 2  # the in-flight claim, and the pending hold (lapsed but claimable)
@@ -230,7 +230,7 @@ async def test_recovery_frees_the_hold_of_a_cancelled_appointment(clinic: FhirCo
     await put(clinic, {**appointment("s1", status="cancelled"), "id": "gone"})
     await put(clinic, held(await body(clinic, "Slot", "s1"), "gone", NOW - timedelta(1)))
 
-    report = await booking.recover(clinic, now=NOW)
+    report = await booking_recovery.recover(clinic, now=NOW)
 
     assert report.freed == ("s1",)
     assert await slot_status(clinic, "s1") == "free"
@@ -566,8 +566,8 @@ async def test_recovery_finishes_a_replacement_that_crashed_before_cancelling_th
     assert (await body(ctx, "Appointment", "old"))["status"] == "booked"
     assert await slot_status(ctx, "bob-1015") == "busy-tentative"
 
-    early = await booking.recover(ctx, now=NOW)
-    report = await booking.recover(ctx, now=NOW + booking.CLAIM_TTL)
+    early = await booking_recovery.recover(ctx, now=NOW)
+    report = await booking_recovery.recover(ctx, now=NOW + booking.CLAIM_TTL)
 
     assert early.replaced == () and early.kept == 1
     assert report.replaced == ("old",) and report.finalized == ("bob-1015",)
@@ -576,8 +576,8 @@ async def test_recovery_finishes_a_replacement_that_crashed_before_cancelling_th
     assert old["cancelationReason"] == {"text": "Rescheduled to Appointment/new"}
     assert (await body(ctx, "Appointment", "new"))["status"] == "booked"
     assert [await slot_status(ctx, s) for s in ("ada-10", "bob-1015")] == ["free", "busy"]
-    again = await booking.recover(ctx, now=NOW + booking.CLAIM_TTL)
-    assert again == booking.RecoveryReport()
+    again = await booking_recovery.recover(ctx, now=NOW + booking.CLAIM_TTL)
+    assert again == booking_recovery.RecoveryReport()
 
 
 async def test_only_replace_may_link_an_appointment_to_the_one_it_replaces(
