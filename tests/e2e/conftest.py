@@ -58,3 +58,12 @@ async def client(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncCli
         async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
                                      headers=admin_headers()) as http:
             yield http
+
+
+@pytest.fixture
+async def racing(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really interleave inside store calls (see `racing.py`)."""
+    from tests.e2e.racing import racing_client
+
+    async with racing_client(tmp_path, store_url) as http:
+        yield http

@@ -8,8 +8,6 @@ guarded IMMEDIATE transaction across processes, or MongoDB's conditional update.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 from fhir_server.auth.keys import load_or_create_keys
 from tests.e2e.conftest import mongo_database_url
 from tests.e2e.factories import END, START, make_appointment, make_schedule, make_slot
-from tests.e2e.test_cli import CLI, cli_env, free_port
+from tests.e2e.test_cli import running_server
 from tests.e2e.tokens import bearer, mint
 
 CLIENTS = 60
@@ -32,31 +30,14 @@ WORKERS = 2
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """`fhir-scheduler serve --workers 2` on a fresh store; yields the FHIR base URL and an
     administrator token signed with the server's own keys (from its data dir)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    settings = {"base_url": base}
+    settings = {}
     if request.param == "mongo":
         uri = request.getfixturevalue("mongodb_uri")
         settings["store_url"] = mongo_database_url(uri, f"race_{uuid4().hex}")
-    process = subprocess.Popen(CLI + ["serve", "--port", str(port), "--workers", str(WORKERS)],
-                               env=cli_env(tmp_path, **settings),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready")
-        token = mint(keys=load_or_create_keys(tmp_path), audience=base,
-                     issuer=f"http://127.0.0.1:{port}/auth")
+    with running_server(tmp_path, "--workers", str(WORKERS), **settings) as base:
+        origin = base.removesuffix("/fhir")
+        token = mint(keys=load_or_create_keys(tmp_path), audience=base, issuer=f"{origin}/auth")
         yield base, token
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 async def test_many_clients_on_two_workers_book_one_slot_exactly_once(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,13 +32,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """`fhir-scheduler serve --seed-if-empty` on a free port; yields the FHIR base URL."""
+@contextmanager
+def running_server(tmp_path: Path, *serve_args: str, **settings: str) -> Iterator[str]:
+    """`fhir-scheduler serve` on a free port until the block ends; yields the FHIR base URL
+    once `/readyz` answers."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    process = subprocess.Popen(CLI + ["serve", "--port", str(port), "--seed-if-empty"],
-                               env=cli_env(tmp_path, base_url=base),
+    process = subprocess.Popen(CLI + ["serve", "--port", str(port), *serve_args],
+                               env=cli_env(tmp_path, base_url=base, **settings),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -52,7 +54,14 @@ def served(tmp_path: Path) -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.wait(10)
+        process.wait(15)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """`fhir-scheduler serve --seed-if-empty` on a free port; yields the FHIR base URL."""
+    with running_server(tmp_path, "--seed-if-empty") as base:
+        yield base
 
 
 def test_seed_loads_the_demo_clinic_once(tmp_path: Path) -> None:

@@ -1,23 +1,17 @@
 """The `$hold` race: many clients hold one slot at once, exactly one wins (both stores).
 
-Runs on the booking race tests' `YieldingStore`, which waits a random sub-millisecond latency
+Runs on `tests/e2e/racing.py`'s `YieldingStore`, which waits a random sub-millisecond latency
 before every store call, so on SQLite too the clients interleave inside the slot claim.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest
 
-from fhir_server.app import create_app
 from fhir_server.scheduling.slot_hold import parse_hold
-from fhir_server.store.factory import open_store_for_url
 from tests.e2e.checks import outcome_issues
-from tests.e2e.conftest import BASE, make_settings
 from tests.e2e.test_appointment_operations import (
     appointment_of,
     candidate,
@@ -26,24 +20,8 @@ from tests.e2e.test_appointment_operations import (
     read,
     resource_part,
 )
-from tests.e2e.test_booking_race import YieldingStore
-from tests.e2e.tokens import admin_headers
 
 CLIENTS = 30
-
-
-@pytest.fixture
-async def racing(tmp_path: Path, store_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of an app whose store yields before every call; the pool is warmed up."""
-    settings = make_settings(tmp_path, store_url=store_url)
-    store = YieldingStore(open_store_for_url(store_url, timeout_ms=settings.mongo_timeout_ms))
-    app = create_app(settings, store=store)  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
-                                     headers=admin_headers()) as http:
-            await asyncio.gather(*(store.ping() for _ in range(CLIENTS)))
-            yield http
 
 
 async def test_thirty_concurrent_holds_of_one_slot_have_exactly_one_winner(

@@ -4,10 +4,8 @@ replacements."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,24 +32,6 @@ from fhir_server.store.protocol import Store, VersionWrite
 
 NOW = datetime(2030, 3, 1, 8, 0, tzinfo=UTC)
 DAY = datetime(2030, 3, 4, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An opened, empty store of the parametrized adapter, closed after the test."""
-    adapter: Store
-    if request.param == "sqlite":
-        from fhir_server.store.sqlite import SqliteStore
-
-        adapter = SqliteStore(str(tmp_path / "data" / "store.db"))
-    else:
-        from fhir_server.store.mongo import MongoStore
-
-        adapter = MongoStore(request.getfixturevalue("mongodb_uri"),
-                             database=f"t_{uuid.uuid4().hex}", timeout_ms=5000)
-    await adapter.open()
-    yield adapter
-    await adapter.close()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_generation import ScheduleRules, generate_slots
 from fhir_server.services.wiring import make_context
 from fhir_server.store.protocol import Store
-from tests.integration.store_contract.conftest import store  # noqa: F401  (the fixture)
 from tests.unit.scheduling.availability_factories import (
     WEEKDAYS,
     availability,
@@ -44,7 +43,7 @@ PER_DAY = 14  # 30-minute slots: 6 before lunch, 8 after
 
 
 @pytest.fixture
-def ctx(store: Store) -> FhirContext:  # noqa: F811
+def ctx(store: Store) -> FhirContext:
     """The context with only the Schedule rules, so booking rules do not change the setup."""
     full = make_context(store, capability_dir=Path("capability"), base_url="http://test/fhir")
     return dataclasses.replace(full, rules={"Schedule": ScheduleRules()})

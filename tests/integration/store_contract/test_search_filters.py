@@ -18,9 +18,9 @@ from fhir_server.fhir.search.model import (
 )
 from fhir_server.store.protocol import Store
 
-StringMode = Literal["startswith", "contains", "exact"]
-
 from .factories import ids, put, where
+
+StringMode = Literal["startswith", "contains", "exact"]
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from fhir_server.auth.keys import KeySet, load_or_create_keys
+from fhir_server.auth.keys import KeySet
 from fhir_server.auth.tokens import (
     VERIFIED_TTL_S,
     StaticJwks,
@@ -12,16 +10,6 @@ from fhir_server.auth.tokens import (
     VerificationKey,
 )
 from tests.unit.auth.test_tokens import BASE_URL, ISSUER, LIFETIME, NOW, make_token, refusal
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
-    return load_or_create_keys(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def other_keys(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
-    return load_or_create_keys(tmp_path_factory.mktemp("other"))
 
 
 class RotatingJwks:

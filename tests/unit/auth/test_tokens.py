@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from fhir_server.auth.issuing import issue_access_token
-from fhir_server.auth.keys import KeySet, load_or_create_keys
+from fhir_server.auth.keys import KeySet
 from fhir_server.auth.tokens import (
     InvalidToken,
     KeySetUnavailable,
@@ -31,16 +31,6 @@ ISSUER = "http://127.0.0.1:8080/auth"
 BASE_URL = "http://127.0.0.1:8080/fhir"
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z
 LIFETIME = timedelta(minutes=5)
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
-    return load_or_create_keys(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def other_keys(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
-    return load_or_create_keys(tmp_path_factory.mktemp("other"))
 
 
 def make_validator(keys: KeySet, *, at: float = NOW,

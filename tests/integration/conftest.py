@@ -1,4 +1,4 @@
-"""The `store` fixture: every contract test runs against each adapter, freshly created."""
+"""The `store` fixture: every integration test that takes it runs on each adapter, fresh."""
 
 from __future__ import annotations
 
