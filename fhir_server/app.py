@@ -33,7 +33,9 @@ from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
 from fhir_server.api.security import check_routes, guard
-from fhir_server.auth.setup import build_token_validator
+from fhir_server.auth.server import web as auth_web
+from fhir_server.auth.server.discovery import oauth_uris, smart_configuration
+from fhir_server.auth.setup import build_authorization_server, build_token_validator
 from fhir_server.fhir.capability import build_capability_statement
 from fhir_server.fhir.resource_types import SUPPORTED_TYPES
 from fhir_server.services.booking_recovery import recover
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = store or open_store_for_url(settings.store_url,
                                              timeout_ms=settings.mongo_timeout_ms)
-        app.state.token_validator = build_token_validator(settings)
+        _start_auth(app, settings)
         app.state.access_cache = OrderedDict()
         # An external IdP's keys are fetched over the network: validate off the event loop.
         app.state.token_validation_blocks = settings.auth_mode == "external"
@@ -94,7 +96,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             system_interactions=SYSTEM_INTERACTIONS,
             operations=list(conformance.all_of("OperationDefinition")),
             base_url=settings.base_url, version=__version__,
-            date=datetime.now(UTC).date().isoformat()))
+            date=datetime.now(UTC).date().isoformat(),
+            oauth_uris=oauth_uris(app.state.auth_server.endpoints)
+            if app.state.auth_server else None))
         log.info("fhir-scheduler %s serving %s on %s", __version__, settings.base_url,
                  settings.store_url.split("@")[-1])
         repair = asyncio.create_task(_recover_periodically(ctx, settings.recovery_interval_s))
@@ -111,6 +115,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     prefix = _fhir_prefix(settings.base_url)
+    # Public, and outside the guarded FHIR router: clients read it before holding a token.
+    app.add_route(f"{prefix}/.well-known/smart-configuration", auth_web.smart_configuration,
+                  methods=["GET"])
+    if settings.auth_mode == "embedded":
+        app.mount(_path_of(settings.issuer), auth_web.auth_router())
     app.mount(prefix, fhir_router())
     if prefix:  # transactions are posted to the base itself, without a trailing slash
         app.add_route(prefix, _bundle_at_base, methods=["POST"])
@@ -130,6 +139,21 @@ async def _recover_periodically(ctx: FhirContext, interval_s: float) -> None:
         if interval_s <= 0:
             return
         await asyncio.sleep(interval_s)
+
+
+def _start_auth(app: FastAPI, settings: Settings) -> None:
+    """The token validator, and in embedded mode the authorization server feeding it revocations."""
+    server = build_authorization_server(settings) if settings.auth_mode == "embedded" else None
+    app.state.auth_server = server
+    app.state.smart_configuration = smart_configuration(server.endpoints) if server else None
+    app.state.token_validator = build_token_validator(
+        settings, server.revocations if server else None)
+
+
+def _path_of(url: str) -> str:
+    """The path part of a URL (`/auth` of `http://host/auth`), where its routes are mounted."""
+    path = url.split("://", 1)[-1].partition("/")[2]
+    return "/" + path.strip("/") if path else ""
 
 
 def _fhir_prefix(base_url: str) -> str:

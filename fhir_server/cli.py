@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -13,6 +16,12 @@ import uvicorn
 from fhir_server.auth.issuing import issue_access_token
 from fhir_server.auth.keys import KeyStoreError, load_or_create_keys
 from fhir_server.auth.policy import Access
+from fhir_server.auth.server.clients import (
+    DEFAULT_BACKEND_ROLE,
+    ClientRegistry,
+    ClientRegistryError,
+    new_client,
+)
 from fhir_server.fhir.errors import FhirError, InvalidRequest, StoreUnavailable
 from fhir_server.services.seeding import seed_demo, store_is_empty
 from fhir_server.services.slot_generation import (
@@ -164,6 +173,46 @@ def token(scope: str = typer.Option(..., help='Space-separated scopes, e.g. "use
         subject=subject or fhir_user or "fhir-scheduler-cli", scopes=scope,
         lifetime=timedelta(seconds=lifetime), now=datetime.now(UTC), fhir_user=fhir_user,
         patient=patient, role=role, client_id="fhir-scheduler-cli"))
+
+
+clients_app = typer.Typer(help="The embedded authorization server's registered clients "
+                                "(data_dir/auth/clients.json; for dev and single-site use).",
+                           no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+
+
+@clients_app.command("add")
+def clients_add(client_id: str = typer.Option(..., "--client-id", help="The client's id."),
+                scope: str = typer.Option(..., help='Scopes it may be granted, e.g. '
+                                                    '"system/*.rs system/Appointment.cruds".'),
+                secret: str | None = typer.Option(
+                    None, help="A secret for client_secret_basic (stored only as a hash)."),
+                jwks: Annotated[Path | None, typer.Option(
+                    exists=True, dir_okay=False,
+                    help="A JWKS file with its public keys, for private_key_jwt.")] = None,
+                redirect_uri: Annotated[list[str] | None, typer.Option(
+                    "--redirect-uri", help="Allowed redirect URI (repeatable).")] = None,
+                role: str = typer.Option(DEFAULT_BACKEND_ROLE,
+                                         help="Role of its backend-services tokens.")) -> None:
+    """Register a confidential client (a secret, a JWKS, or both)."""
+    settings = get_settings()
+    try:
+        keys = json.loads(jwks.read_text("utf-8")) if jwks else None
+        client = new_client(client_id=client_id, scope=scope, secret=secret, jwks=keys,
+                            redirect_uris=redirect_uri or (), role=role)
+        ClientRegistry.in_data_dir(settings.data_dir).add(client)
+    except (ClientRegistryError, ValueError) as error:
+        typer.echo(f"fhir-scheduler: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"Registered {client_id} ({', '.join(client.auth_methods)}; role {role}).")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """One line per registered client: id, authentication methods, role, scopes."""
+    for client in ClientRegistry.in_data_dir(get_settings().data_dir).all():
+        typer.echo(f"{client.client_id}\t{','.join(client.auth_methods)}\t{client.role}\t"
+                   f"{' '.join(client.scopes)}")
 
 
 def main() -> None:

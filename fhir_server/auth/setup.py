@@ -13,6 +13,10 @@ from typing import Any
 import httpx
 
 from fhir_server.auth.keys import load_or_create_keys
+from fhir_server.auth.server.authority import Endpoints
+from fhir_server.auth.server.clients import ClientRegistry
+from fhir_server.auth.server.revocations import RevocationList
+from fhir_server.auth.server.web import StarletteAuthorizationServer
 from fhir_server.auth.tokens import RemoteJwks, StaticJwks, TokenValidator
 from fhir_server.settings import Settings
 
@@ -32,11 +36,25 @@ def http_fetcher(timeout_s: float) -> Callable[[str], Mapping[str, Any]]:
     return fetch
 
 
-def build_token_validator(settings: Settings) -> TokenValidator:
-    """The validator for the configured mode; audience is always the FHIR base URL."""
+def build_token_validator(settings: Settings,
+                          revocations: RevocationList | None = None) -> TokenValidator:
+    """The validator for the configured mode; audience is always the FHIR base URL.
+
+    With the embedded server's `revocations`, a revoked token is refused at once.
+    """
     if settings.auth_mode == "external":
         jwks: StaticJwks | RemoteJwks = RemoteJwks(
             settings.issuer, http_fetcher(settings.auth_jwks_timeout_s))
     else:
         jwks = StaticJwks(load_or_create_keys(settings.data_dir).jwks())
-    return TokenValidator(issuer=settings.issuer, audience=settings.base_url, jwks=jwks)
+    return TokenValidator(issuer=settings.issuer, audience=settings.base_url, jwks=jwks,
+                          is_revoked=revocations.is_revoked if revocations else None)
+
+
+def build_authorization_server(settings: Settings) -> StarletteAuthorizationServer:
+    """The embedded authorization server over the data dir's keys, clients and revocations."""
+    return StarletteAuthorizationServer(
+        keys=load_or_create_keys(settings.data_dir),
+        clients=ClientRegistry.in_data_dir(settings.data_dir),
+        revocations=RevocationList.in_data_dir(settings.data_dir),
+        endpoints=Endpoints(settings.issuer), audience=settings.base_url)

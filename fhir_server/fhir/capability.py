@@ -8,11 +8,13 @@ descriptive parts. So the statement cannot advertise what the server does not do
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fhir_server.fhir.search.parameters import SearchParameterRegistry
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 COMMON_PARAMS = frozenset({"_id", "_lastUpdated", "_tag", "_profile", "_security"})
 
 
@@ -21,8 +23,10 @@ def build_capability_statement(*, template: dict[str, Any], registry: SearchPara
                                type_interactions: Iterable[str],
                                system_interactions: Iterable[str],
                                operations: Iterable[dict[str, Any]], base_url: str,
-                               version: str, date: str) -> dict[str, Any]:
-    """The full statement; `operations` are the OperationDefinitions the server runs."""
+                               version: str, date: str,
+                               oauth_uris: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The full statement; `operations` are the OperationDefinitions the server runs,
+    `oauth_uris` the embedded server's endpoints."""
     statement = copy.deepcopy(template)
     statement["date"] = date
     statement["software"] = {**statement.get("software", {}), "version": version}
@@ -31,6 +35,7 @@ def build_capability_statement(*, template: dict[str, Any], registry: SearchPara
     interactions = sorted(set(type_interactions))
     rest["resource"] = [_resource(rt, registry, resource_types, interactions)
                         for rt in resource_types]
+    rest["security"] = _security(oauth_uris)
     rest["interaction"] = [{"code": code} for code in sorted(set(system_interactions))]
     rest["searchParam"] = [_search_param(registry.get(resource_types[0], code))
                            for code in sorted(COMMON_PARAMS & set(registry.for_type(resource_types[0])))]
@@ -42,6 +47,19 @@ def build_capability_statement(*, template: dict[str, Any], registry: SearchPara
                 resource.setdefault("operation", []).append(
                     {"name": op["code"], "definition": op["url"]})
     return statement
+
+
+def _security(oauth_uris: Mapping[str, str] | None) -> dict[str, Any]:
+    """SMART-on-FHIR; the `oauth-uris` extension when we know the endpoints (legacy clients
+    such as `fhirclient` read only that)."""
+    security: dict[str, Any] = {
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile"}],
+    }
+    if oauth_uris:
+        security["extension"] = [{"url": OAUTH_URIS, "extension": [
+            {"url": name, "valueUri": uri} for name, uri in oauth_uris.items()]}]
+    return security
 
 
 def _resource(resource_type: str, registry: SearchParameterRegistry,

@@ -1,0 +1,192 @@
+"""The client registry of the embedded authorization server: one JSON file, mode 0600.
+
+`data_dir/auth/clients.json` holds each registered client: its id, an scrypt hash of its
+secret (never the secret), its public JWKS (for `private_key_jwt`), redirect URIs, the scopes
+it may be granted and the role its backend tokens carry. It is meant for development and a
+single site; a deployment with many clients uses an external IdP.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fhir_server.auth.roles import definition_of
+from fhir_server.auth.scopes import parse_scopes
+from fhir_server.fhir.errors import InvalidRequest
+
+# Backend services act for an organisation, not a person: `staff` books for anyone, sends
+# reminders and handles cancellations, but manages no availability and reads no audit trail.
+DEFAULT_BACKEND_ROLE = "staff"
+GRANT_TYPES = ("client_credentials",)
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class ClientRegistryError(Exception):
+    """A registration that cannot be stored (duplicate id, bad scope, role or JWKS)."""
+
+
+def hash_secret(secret: str) -> str:
+    """`scrypt$<salt>$<hash>` (base64url): what the registry stores instead of the secret."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode("utf-8"), salt=salt, **_SCRYPT)
+    return "scrypt$" + "$".join(base64.urlsafe_b64encode(part).decode() for part in (salt, digest))
+
+
+def secret_matches(secret: str, stored: str) -> bool:
+    """Compare a presented secret with a stored hash in constant time."""
+    scheme, _, rest = stored.partition("$")
+    salt_b64, _, digest_b64 = rest.partition("$")
+    if scheme != "scrypt" or not salt_b64 or not digest_b64:
+        return False
+    digest = hashlib.scrypt(secret.encode("utf-8"), salt=base64.urlsafe_b64decode(salt_b64),
+                            **_SCRYPT)
+    return hmac.compare_digest(digest, base64.urlsafe_b64decode(digest_b64))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A registered client, as authlib's `ClientMixin` sees it."""
+
+    client_id: str
+    scopes: tuple[str, ...]
+    role: str = DEFAULT_BACKEND_ROLE
+    secret_hash: str | None = None
+    jwks: Mapping[str, Any] | None = None
+    redirect_uris: tuple[str, ...] = field(default=())
+
+    @property
+    def auth_methods(self) -> tuple[str, ...]:
+        """The token-endpoint authentication methods this client's credentials allow."""
+        return (*(("client_secret_basic",) if self.secret_hash else ()),
+                *(("private_key_jwt",) if self.jwks else ()))
+
+    # authlib.oauth2.rfc6749.ClientMixin
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return self.redirect_uris[0] if self.redirect_uris else None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return " ".join(s for s in scope.split() if s in self.scopes)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return self.secret_hash is not None and secret_matches(client_secret, self.secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method in self.auth_methods
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False  # the authorization-code flow does not exist yet
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in GRANT_TYPES and bool(self.auth_methods)
+
+
+def new_client(*, client_id: str, scope: str, secret: str | None = None,
+               jwks: Mapping[str, Any] | None = None, redirect_uris: Sequence[str] = (),
+               role: str = DEFAULT_BACKEND_ROLE) -> ClientRecord:
+    """A checked registration: known role, parseable scopes, a credential, public keys only."""
+    if not client_id or any(c.isspace() or c == ":" for c in client_id):
+        raise ClientRegistryError(f"invalid client id {client_id!r}")
+    try:
+        definition_of(role)
+        parse_scopes(scope)
+    except (InvalidRequest, KeyError, ValueError) as error:
+        raise ClientRegistryError(str(error)) from None
+    if not scope.split():
+        raise ClientRegistryError("a client needs at least one scope")
+    if secret is None and jwks is None:
+        raise ClientRegistryError("a client needs a secret or a JWKS (confidential clients only)")
+    if jwks is not None:
+        _check_public_jwks(jwks)
+    return ClientRecord(client_id=client_id, scopes=tuple(scope.split()), role=role,
+                        secret_hash=hash_secret(secret) if secret else None,
+                        jwks=jwks, redirect_uris=tuple(redirect_uris))
+
+
+def _check_public_jwks(jwks: Mapping[str, Any]) -> None:
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(keys, list) or not keys:
+        raise ClientRegistryError("the JWKS needs a non-empty 'keys' list")
+    for key in keys:
+        if not isinstance(key, Mapping) or key.get("kty") not in ("RSA", "EC"):
+            raise ClientRegistryError("JWKS keys must be RSA or EC keys")
+        if "d" in key:
+            raise ClientRegistryError("the JWKS holds a private key: register the public half")
+
+
+class ClientRegistry:
+    """The registered clients, read from and written to `path` (created 0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._clients: dict[str, ClientRecord] = {}
+        self._mtime: float | None = None
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> ClientRegistry:
+        return cls(data_dir / "auth" / "clients.json")
+
+    def get(self, client_id: str) -> ClientRecord | None:
+        """The client with this id, re-reading the file when `clients add` changed it."""
+        self._reload_if_changed()
+        return self._clients.get(client_id)
+
+    def all(self) -> list[ClientRecord]:
+        self._reload_if_changed()
+        return sorted(self._clients.values(), key=lambda c: c.client_id)
+
+    def add(self, client: ClientRecord) -> None:
+        """Register a new client; an existing id is refused rather than overwritten."""
+        self._reload_if_changed()
+        if client.client_id in self._clients:
+            raise ClientRegistryError(f"client {client.client_id!r} is already registered")
+        self._clients[client.client_id] = client
+        self._write()
+
+    def _reload_if_changed(self) -> None:
+        try:
+            mtime = self._path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self._mtime:
+            return
+        document = json.loads(self._path.read_text("utf-8"))
+        self._clients = {entry["client_id"]: _record(entry) for entry in document["clients"]}
+        self._mtime = mtime
+
+    def _write(self) -> None:
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        document = {"clients": [_entry(c) for c in self._clients.values()]}
+        temporary = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        os.replace(temporary, self._path)
+        self._mtime = self._path.stat().st_mtime
+
+
+def _entry(client: ClientRecord) -> dict[str, Any]:
+    entry = asdict(client)
+    entry["jwks"] = dict(client.jwks) if client.jwks is not None else None
+    return entry
+
+
+def _record(entry: Mapping[str, Any]) -> ClientRecord:
+    return ClientRecord(client_id=entry["client_id"], scopes=tuple(entry["scopes"]),
+                        role=entry.get("role", DEFAULT_BACKEND_ROLE),
+                        secret_hash=entry.get("secret_hash"), jwks=entry.get("jwks"),
+                        redirect_uris=tuple(entry.get("redirect_uris", ())))
