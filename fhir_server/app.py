@@ -27,17 +27,20 @@ from fhir_server.api import (
     history,
     instance,
     metadata,
+    monitoring,
     search,
 )
+from fhir_server.api.audit_trail import record_request
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
 from fhir_server.api.security import check_routes, guard
+from fhir_server.audit.writer import AuditWriter
 from fhir_server.auth.server import web as auth_web
 from fhir_server.auth.server.discovery import oauth_uris, smart_configuration
 from fhir_server.auth.setup import build_authorization_server, build_token_validator
 from fhir_server.fhir.capability import build_capability_statement
-from fhir_server.fhir.resource_types import SUPPORTED_TYPES
+from fhir_server.fhir.resource_types import INTERACTIONS_BY_TYPE, SUPPORTED_TYPES
 from fhir_server.services.booking_recovery import recover
 from fhir_server.services.conformance import load_conformance
 from fhir_server.services.context import FhirContext
@@ -48,15 +51,15 @@ from fhir_server.store.protocol import Store
 
 log = logging.getLogger("fhir_server")
 
-TYPE_INTERACTIONS = ("create", "read", "vread", "update", "patch", "delete",
-                     "history-instance", "history-type", "search-type")
+TYPE_INTERACTIONS = INTERACTIONS_BY_TYPE  # AuditEvent: read and search only
 SYSTEM_INTERACTIONS = ("batch", "transaction", "history-system")
 
 
-def fhir_router() -> FhirRouter:
-    """Every FHIR route, each authorized by the guard before its endpoint runs; the router
-    tries literal paths before `{resource_type}/{id}`."""
-    router = FhirRouter(guard=guard)
+def fhir_router(*, secured: bool = True) -> FhirRouter:
+    """Every FHIR route, each authorized by the guard before its endpoint runs and audited
+    after it; the router tries literal paths before `{resource_type}/{id}`. `secured=False`
+    (neither guard nor audit) exists only for the security-overhead benchmark."""
+    router = FhirRouter(guard=guard, observer=record_request) if secured else FhirRouter()
     for module in (metadata, bundle, history, search, generate_slots, find_slots,
                    appointment_find, appointment_hold, appointment_book, appointment_reschedule,
                    instance):
@@ -66,9 +69,9 @@ def fhir_router() -> FhirRouter:
 
 
 async def _bundle_at_base(request: Request) -> Response:
-    """`POST [base]` without the trailing slash: guarded like `POST [base]/`."""
-    await guard(request, "/", "POST")
-    return await bundle.process_bundle(request)
+    """`POST [base]` without the trailing slash: guarded and audited like `POST [base]/`."""
+    router: FhirRouter = request.app.state.fhir_router
+    return await router.respond(request, "/", bundle.process_bundle)
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -89,6 +92,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         registry = ctx.registry
         conformance = load_conformance(settings.capability_dir, settings.profiles_dir)
         app.state.fhir = ctx
+        app.state.audit_writer = AuditWriter(ctx)
+        app.state.audit_writer.start()
         app.state.conformance = conformance
         app.state.capability_statement = orjson.dumps(build_capability_statement(
             template=conformance.capability_template, registry=registry,
@@ -107,6 +112,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         finally:
             repair.cancel()
             await asyncio.gather(repair, return_exceptions=True)
+            await app.state.audit_writer.stop()  # flush the audit trail before the store closes
             await active.close()
 
     app = FastAPI(title="fhir-scheduler", version=__version__, lifespan=lifespan,
@@ -114,13 +120,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(monitoring.router)
     prefix = _fhir_prefix(settings.base_url)
     # Public, and outside the guarded FHIR router: clients read it before holding a token.
     app.add_route(f"{prefix}/.well-known/smart-configuration", auth_web.smart_configuration,
                   methods=["GET"])
     if settings.auth_mode == "embedded":
         app.mount(_path_of(settings.issuer), auth_web.auth_router())
-    app.mount(prefix, fhir_router())
+    app.state.fhir_router = fhir_router()
+    app.mount(prefix, app.state.fhir_router)
     if prefix:  # transactions are posted to the base itself, without a trailing slash
         app.add_route(prefix, _bundle_at_base, methods=["POST"])
     return app

@@ -99,5 +99,6 @@ async def search_params(request: Request) -> list[tuple[str, str]]:
         if content_type not in ("application/x-www-form-urlencoded", ""):
             raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
         body = (await request.body()).decode("utf-8", errors="replace")
+        request.state.search_form = body  # the audit trail records the query as sent
         params.extend(parse_qsl(body, keep_blank_values=True))
     return params

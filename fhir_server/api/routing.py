@@ -9,7 +9,8 @@ so exception handlers and middleware apply unchanged.
 
 Because the dispatcher knows which template matched, it is also the one place that
 authenticates and authorizes: a `Guard` sees the request, the template and the method
-before any endpoint runs (`api/security.py`).
+before any endpoint runs (`api/security.py`). And the one place that audits: an `Observer`
+sees how each request ended, refused or served (`api/audit_trail.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from starlette.types import Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Guard = Callable[[Request, str, str], Awaitable[None]]
+# Called once per dispatched request with the response, or with the error that ended it.
+Observer = Callable[[Request, str, str, Response | None, BaseException | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +54,14 @@ class _Pattern:
 class FhirRouter:
     """An ASGI app that routes `/{type}/{id}/...` paths; register with `fhir_route`."""
 
-    def __init__(self, guard: Guard | None = None) -> None:
+    def __init__(self, guard: Guard | None = None, observer: Observer | None = None) -> None:
         self._by_length: dict[int, list[_Pattern]] = {}
         # Tried first: patterns whose first segment is this literal (`/Slot/$find-slots`,
         # `/metadata`); then those starting with a variable. Each list most literal first.
         self._by_first: dict[tuple[int, str], list[_Pattern]] = {}
         self._variable_first: dict[int, list[_Pattern]] = {}
         self._guard = guard
+        self._observer = observer
 
     def routes(self) -> list[tuple[str, str]]:
         """Every registered (template, method), e.g. `("/{resource_type}/{id}", "GET")`."""
@@ -107,16 +111,29 @@ class FhirRouter:
                 allowed.update(pattern.endpoints)
                 continue
             scope["path_params"] = params
-            request = Request(scope, receive)
-            if self._guard is not None:
-                await self._guard(request, pattern.template, scope["method"])
-            response = await endpoint(request)
+            response = await self.respond(Request(scope, receive), pattern.template, endpoint)
             await response(scope, receive, send)
             return
         if allowed:
             raise HTTPException(405, f"Method {scope['method']} is not allowed here",
                                 headers={"Allow": ", ".join(sorted(allowed))})
         raise HTTPException(404)
+
+
+    async def respond(self, request: Request, template: str, endpoint: Endpoint) -> Response:
+        """Guard, run and observe one request matched to `template`."""
+        method = request.scope["method"]
+        try:
+            if self._guard is not None:
+                await self._guard(request, template, method)
+            response = await endpoint(request)
+        except Exception as error:
+            if self._observer is not None:
+                self._observer(request, template, method, None, error)
+            raise
+        if self._observer is not None:
+            self._observer(request, template, method, response, None)
+        return response
 
 
 def _template(segments: tuple[str, ...]) -> str:

@@ -26,9 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from fhir_server.api import narrowing
+from fhir_server.audit import metrics as security_events
 from fhir_server.auth.policy import Access, AccessDenied, Decision, decide
 from fhir_server.auth.tokens import Claims, InvalidToken, MissingToken, TokenValidator
-from fhir_server.fhir.errors import InvalidRequest
+from fhir_server.fhir.errors import InvalidRequest, NotAllowed
+from fhir_server.fhir.resource_types import supports_interaction
 from fhir_server.services.conformance import CONFORMANCE_TYPES
 from fhir_server.services.context import CallerRights, FhirContext
 
@@ -101,15 +103,35 @@ async def guard(request: Request, template: str, method: str) -> None:
         raise AccessDenied(f"No access rule covers {method} {template}")
     if rule.interaction == "public":
         return
-    access = await authenticate(request)
+    try:
+        access = await authenticate(request)
+    except (MissingToken, InvalidToken) as refused:
+        security_events.auth_failed(reason=getattr(refused, "reason", "missing"),
+                                    client=_client_address(request), path=request.url.path)
+        raise
     if rule.interaction == "batch":
         return
     resource_type = rule.resource_type or request.path_params["resource_type"]
-    decision = _decide(access, interaction=rule.interaction, resource_type=resource_type,
-                       operation=rule.operation).require()
-    request.state.decision = decision
-    await narrowing.check_request(request, rule.interaction, resource_type, rule.operation,
-                                  access, decision)
+    if rule.operation is None and not supports_interaction(resource_type, rule.interaction):
+        raise NotAllowed(f"{resource_type} does not support {rule.interaction} through the "
+                         "API", code="not-supported")
+    try:
+        decision = _decide(access, interaction=rule.interaction, resource_type=resource_type,
+                           operation=rule.operation).require()
+        request.state.decision = decision
+        await narrowing.check_request(request, rule.interaction, resource_type,
+                                      rule.operation, access, decision)
+    except AccessDenied as denied:
+        security_events.authz_denied(resource_type=resource_type,
+                                     interaction=rule.operation or rule.interaction,
+                                     client_id=access.client_id, fhir_user=access.fhir_user,
+                                     reason=str(denied))
+        raise
+
+
+def _client_address(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return client[0] if client else None
 
 
 async def authenticate(request: Request) -> Access:

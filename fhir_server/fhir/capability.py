@@ -20,20 +20,20 @@ COMMON_PARAMS = frozenset({"_id", "_lastUpdated", "_tag", "_profile", "_security
 
 def build_capability_statement(*, template: dict[str, Any], registry: SearchParameterRegistry,
                                resource_types: Sequence[str],
-                               type_interactions: Iterable[str],
+                               type_interactions: Mapping[str, Iterable[str]],
                                system_interactions: Iterable[str],
                                operations: Iterable[dict[str, Any]], base_url: str,
                                version: str, date: str,
                                oauth_uris: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The full statement; `operations` are the OperationDefinitions the server runs,
-    `oauth_uris` the embedded server's endpoints."""
+    """The full statement; `type_interactions` says what each type offers, `operations` are
+    the OperationDefinitions the server runs, `oauth_uris` the embedded server's endpoints."""
     statement = copy.deepcopy(template)
     statement["date"] = date
     statement["software"] = {**statement.get("software", {}), "version": version}
     statement["implementation"] = {"description": "fhir-scheduler", "url": base_url}
     rest = statement["rest"][0]
-    interactions = sorted(set(type_interactions))
-    rest["resource"] = [_resource(rt, registry, resource_types, interactions)
+    rest["resource"] = [_resource(rt, registry, resource_types,
+                                  sorted(set(type_interactions[rt])))
                         for rt in resource_types]
     rest["security"] = _security(oauth_uris)
     rest["interaction"] = [{"code": code} for code in sorted(set(system_interactions))]
@@ -72,8 +72,8 @@ def _resource(resource_type: str, registry: SearchParameterRegistry,
         "interaction": [{"code": code} for code in interactions],
         "versioning": "versioned",
         "readHistory": True,
-        "updateCreate": True,
-        "conditionalCreate": True,
+        "updateCreate": "update" in interactions,
+        "conditionalCreate": "create" in interactions,
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",

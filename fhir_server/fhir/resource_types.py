@@ -1,5 +1,7 @@
-"""The resource types this server stores and serves."""
+"""The resource types this server stores and serves, and what the API may do with each."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 SCHEDULING_TYPES: Final = ("Schedule", "Slot", "Appointment", "AppointmentResponse")
@@ -16,9 +18,28 @@ SUPPORTING_TYPES: Final = (
     "CommunicationRequest",
 )
 
-SUPPORTED_TYPES: Final[tuple[str, ...]] = SCHEDULING_TYPES + SUPPORTING_TYPES
+# Written by the server alone (the audit trail); the API only reads and searches them.
+SERVER_WRITTEN_TYPES: Final = ("AuditEvent",)
+
+CLIENT_WRITTEN_TYPES: Final[tuple[str, ...]] = SCHEDULING_TYPES + SUPPORTING_TYPES
+SUPPORTED_TYPES: Final[tuple[str, ...]] = CLIENT_WRITTEN_TYPES + SERVER_WRITTEN_TYPES
+
+TYPE_INTERACTIONS: Final = ("create", "read", "vread", "update", "patch", "delete",
+                            "history-instance", "history-type", "search-type")
+READ_ONLY_INTERACTIONS: Final = ("read", "vread", "history-instance", "history-type",
+                                 "search-type")
+INTERACTIONS_BY_TYPE: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    resource_type: (READ_ONLY_INTERACTIONS if resource_type in SERVER_WRITTEN_TYPES
+                    else TYPE_INTERACTIONS)
+    for resource_type in SUPPORTED_TYPES})
 
 
 def is_supported(resource_type: str) -> bool:
     """True when the server has a REST endpoint for `resource_type`."""
     return resource_type in SUPPORTED_TYPES
+
+
+def supports_interaction(resource_type: str, interaction: str) -> bool:
+    """True unless `resource_type` is served but `interaction` is not offered on it."""
+    allowed = INTERACTIONS_BY_TYPE.get(resource_type)
+    return allowed is None or interaction in allowed

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from fhir_server.fhir.errors import InvalidRequest, ResourceNotFound
 from fhir_server.fhir.instants import parse_instant
+from fhir_server.fhir.resource_types import SERVER_WRITTEN_TYPES
 from fhir_server.services.context import FhirContext
 from fhir_server.services.resources import require_supported
 from fhir_server.store.protocol import HistoryPage
@@ -50,8 +51,11 @@ async def history(ctx: FhirContext, resource_type: str | None, id: str | None,
     """Versions newest first; an instance that never existed is 404."""
     if resource_type is not None:
         require_supported(resource_type)
+    # The audit trail is not part of the system's history: it is searched as AuditEvent, and
+    # every history read would otherwise list the events it just caused.
     page = await ctx.store.history(resource_type, id, since=request.since,
-                                   offset=request.offset, limit=request.count)
+                                   offset=request.offset, limit=request.count,
+                                   exclude_types=SERVER_WRITTEN_TYPES)
     if id is not None and page.total == 0 and request.since is None:
         raise ResourceNotFound(f"{resource_type}/{id} is not known")
     return page

@@ -239,13 +239,15 @@ class MongoStore:
 
     async def history(self, resource_type: str | None, id: str | None, *,
                       since: datetime | None = None, offset: int = 0,
-                      limit: int = 50) -> HistoryPage:
+                      limit: int = 50, exclude_types: Sequence[str] = ()) -> HistoryPage:
         """Versions newest first at instance, type or system level, and their count."""
         filter_: Document = {}
         if resource_type is not None:
             filter_["type"] = resource_type
             if id is not None:
                 filter_["id"] = id
+        elif exclude_types:
+            filter_["type"] = {"$nin": list(exclude_types)}
         if since is not None:
             filter_["updated_us"] = {"$gte": to_micros(since)}
         with self._unavailable("history"):

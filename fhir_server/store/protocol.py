@@ -116,8 +116,9 @@ class Store(Protocol):
 
     async def history(self, resource_type: str | None, id: str | None, *,
                       since: datetime | None = None, offset: int = 0,
-                      limit: int = 50) -> HistoryPage:
-        """Versions of one resource, one type (id None) or the whole system (both None)."""
+                      limit: int = 50, exclude_types: Sequence[str] = ()) -> HistoryPage:
+        """Versions of one resource, one type (id None) or the whole system (both None);
+        `exclude_types` leaves types out of the system level."""
 
     async def read_many(self, resource_type: str, ids: Sequence[str]) -> list[StoredResource]:
         """Current non-deleted versions of the given ids (for `_include`); missing ids are skipped."""

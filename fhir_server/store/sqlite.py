@@ -215,7 +215,7 @@ class SqliteStore:
 
     async def history(self, resource_type: str | None, id: str | None, *,
                       since: datetime | None = None, offset: int = 0,
-                      limit: int = 50) -> HistoryPage:
+                      limit: int = 50, exclude_types: Sequence[str] = ()) -> HistoryPage:
         """Versions newest first at instance, type or system level, and their count."""
         conditions: list[str] = []
         params: list[str | int] = []
@@ -225,6 +225,9 @@ class SqliteStore:
             if id is not None:
                 conditions.append("id = ?")
                 params.append(id)
+        elif exclude_types:
+            conditions.append(f"type NOT IN ({', '.join('?' for _ in exclude_types)})")
+            params.extend(exclude_types)
         if since is not None:
             conditions.append("last_updated >= ?")
             params.append(to_micros(since))

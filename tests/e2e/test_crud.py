@@ -1,4 +1,4 @@
-"""Create, read, vread, update, patch and delete of every served resource type."""
+"""Create, read, vread, update, patch and delete of every resource type clients write."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import httpx
 import orjson
 import pytest
 
-from fhir_server.fhir.resource_types import SUPPORTED_TYPES
+from fhir_server.fhir.resource_types import CLIENT_WRITTEN_TYPES
 from tests.e2e.checks import created, outcome_issues
 from tests.e2e.factories import make_minimal, make_patient
 
 BASE = "http://testserver/fhir"
 NOTE_URL = "http://example.org/fhir/StructureDefinition/note"
 
-every_type = pytest.mark.parametrize("resource_type", SUPPORTED_TYPES)
+every_type = pytest.mark.parametrize("resource_type", CLIENT_WRITTEN_TYPES)
 
 
 def with_note(resource: dict[str, Any], note: str) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""The router's observer: one `AuditRecord` per guarded FHIR request, queued for the writer.
+
+Runs after the endpoint (or after the guard or endpoint raised), so the status, the
+created id and version (from `Location`) and the refusal are known. It only reads what the
+request already holds and queues a small record; building and storing the AuditEvent is
+the background writer's job (`audit/writer.py`). Public routes (metadata, conformance
+resources) carry no caller and no patient data and are not audited.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.api.errors import status_for, status_line
+from fhir_server.api.security import ROUTE_ACCESS
+from fhir_server.audit.events import AuditRecord
+from fhir_server.audit.writer import AuditWriter
+from fhir_server.auth.policy import Access, Decision
+from fhir_server.fhir.errors import FhirError
+
+log = logging.getLogger("fhir_server.audit")
+
+# Interactions whose response body is the one resource acted on (scanned for patients).
+_SINGLE_RESOURCE = frozenset({"read", "vread", "create", "update", "patch", "operation"})
+
+
+def record_request(request: Request, template: str, method: str, response: Response | None,
+                   error: BaseException | None) -> None:
+    """Queue the audit record of one finished request; never fails the request."""
+    writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
+    rule = ROUTE_ACCESS.get((template, method))
+    if writer is None or rule is None or rule.interaction == "public":
+        return
+    try:
+        writer.submit(_record(request, rule.interaction, rule.resource_type, rule.operation,
+                              response, error))
+    except Exception:  # auditing must not turn a served request into a 500
+        log.exception("could not record an AuditEvent for %s %s", method, template)
+
+
+def _record(request: Request, interaction: str, fixed_type: str | None, operation: str | None,
+            response: Response | None, error: BaseException | None) -> AuditRecord:
+    params = request.path_params
+    status, description = _outcome(response, error)
+    access: Access | None = getattr(request.state, "access", None)
+    decision: Decision | None = getattr(request.state, "decision", None)
+    resource_type = fixed_type if fixed_type not in (None, "*") else params.get("resource_type")
+    resource_id, version_id = params.get("id"), params.get("version_id")
+    body = None
+    if response is not None and status < 400:
+        location = response.headers.get("location")
+        if location and interaction in ("create", "update", "patch"):
+            resource_id, version_id = _id_and_version(location, resource_id, version_id)
+        elif interaction == "read":
+            version_id = _etag_version(response.headers.get("etag"))
+        if interaction in _SINGLE_RESOURCE:
+            body = getattr(response, "body", None)
+        if interaction == "batch" and b'"transaction-response"' in getattr(response, "body", b""):
+            interaction = "transaction"
+    patient = access.patient_id if access is not None else None
+    if patient is None and decision is not None and decision.compartment is not None:
+        patient = decision.compartment.patient_id
+    client = request.scope.get("client")
+    return AuditRecord(
+        interaction=interaction, status=status, recorded=datetime.now(UTC),
+        resource_type=resource_type, resource_id=resource_id, version_id=version_id,
+        operation=operation, query=_query(request) if interaction == "search-type" else None,
+        outcome_desc=description, client_id=access.client_id if access else None,
+        fhir_user=access.fhir_user if access else None, patient_id=patient,
+        address=client[0] if client else None, body=body)
+
+
+def _outcome(response: Response | None, error: BaseException | None) -> tuple[int, str]:
+    """The status sent and a short description (the refusal's diagnostics)."""
+    if response is not None:
+        return response.status_code, status_line(response.status_code)
+    if isinstance(error, FhirError):
+        status = status_for(error)
+        return status, f"{status_line(status)}: {error}"
+    if isinstance(error, HTTPException):
+        return error.status_code, f"{status_line(error.status_code)}: {error.detail}"
+    return 500, status_line(500)
+
+
+def _id_and_version(location: str, resource_id: str | None,
+                    version_id: str | None) -> tuple[str | None, str | None]:
+    """`.../Type/id/_history/v` → (id, v)."""
+    head, _, version = location.partition("/_history/")
+    return head.rstrip("/").rsplit("/", 1)[-1] or resource_id, version or version_id
+
+
+def _etag_version(etag: str | None) -> str | None:
+    """`W/"3"` → `3`."""
+    return etag.removeprefix("W/").strip('"') or None if etag else None
+
+
+def _query(request: Request) -> str:
+    """The search as sent: the query string, plus the form of a `POST _search`."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    form: str | None = getattr(request.state, "search_form", None)
+    return "&".join(part for part in (query, form) if part)

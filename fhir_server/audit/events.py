@@ -1,0 +1,186 @@
+"""AuditEvents shaped per IHE Basic Audit Log Patterns (BALP), built from what a request did.
+
+Pure: the API fills in an `AuditRecord` (what was asked, by whom, and how it ended) and the
+writer turns it into an R4 AuditEvent in the background. One event per interaction:
+`type` rest, `subtype` the FHIR restful interaction, `action` C/R/U/D/E, `outcome` 0/4/8,
+agents for the client application, the user (`fhirUser`, the requestor) and this server,
+`source` this server, and entities for the resource, the search query (base64) and the
+patient the access concerned.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from fhir_server.fhir.instants import format_instant
+
+AUDIT_EVENT_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+RESTFUL_INTERACTION: Final = "http://hl7.org/fhir/restful-interaction"
+DICOM: Final = "http://dicom.nema.org/resources/ontology/DCM"
+SECURITY_ROLE_TYPE: Final = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
+SOURCE_TYPE: Final = "http://terminology.hl7.org/CodeSystem/security-source-type"
+ENTITY_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE: Final = "http://terminology.hl7.org/CodeSystem/object-role"
+NETWORK_IP: Final = "2"
+
+# Our route interactions → (BALP subtype code, action). A search is an execute (BALP Query).
+SUBTYPE_ACTION: Final = {
+    "read": ("read", "R"), "vread": ("vread", "R"),
+    "history-instance": ("history-instance", "R"), "history-type": ("history-type", "R"),
+    "history-system": ("history-system", "R"),
+    "search-type": ("search-type", "E"), "search-system": ("search-system", "E"),
+    "create": ("create", "C"), "update": ("update", "U"), "patch": ("patch", "U"),
+    "delete": ("delete", "D"),
+    "batch": ("batch", "E"), "transaction": ("transaction", "E"),
+    "operation": ("operation", "E"),
+}
+SEARCHES: Final = frozenset({"search-type", "search-system"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What one FHIR request did, captured cheaply in the request path."""
+
+    interaction: str  # a key of SUBTYPE_ACTION
+    status: int
+    recorded: datetime
+    resource_type: str | None = None
+    resource_id: str | None = None
+    version_id: str | None = None
+    operation: str | None = None
+    query: str | None = None  # the raw query string of a search
+    outcome_desc: str | None = None
+    client_id: str | None = None
+    fhir_user: str | None = None
+    patient_id: str | None = None  # the token's patient context or compartment
+    address: str | None = None
+    body: bytes | None = None  # a single resource served or written, to find its patient
+
+
+def outcome_code(status: int) -> str:
+    """0 success, 4 minor failure (refused or bad request), 8 serious failure (server)."""
+    if status < 400:
+        return "0"
+    return "4" if status < 500 else "8"
+
+
+def build_audit_event(record: AuditRecord, *, server: str,
+                      resource: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The AuditEvent for `record`; `server` is the FHIR base URL (observer and agent),
+    `resource` the body served or written (its patient references become entities)."""
+    subtype, action = SUBTYPE_ACTION.get(record.interaction, (record.interaction, "E"))
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "type": {"system": AUDIT_EVENT_TYPE, "code": "rest", "display": "Restful Operation"},
+        "subtype": [{"system": RESTFUL_INTERACTION, "code": subtype}],
+        "action": action,
+        "recorded": format_instant(record.recorded),
+        "outcome": outcome_code(record.status),
+        "outcomeDesc": record.outcome_desc or str(record.status),
+        "agent": _agents(record, server),
+        "source": {"observer": {"display": "fhir-scheduler", "identifier": {
+                       "system": "urn:ietf:rfc:3986", "value": server}},
+                   "type": [{"system": SOURCE_TYPE, "code": "4",
+                             "display": "Application Server"}]},
+    }
+    entities = list(_entities(record, resource))
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def _agents(record: AuditRecord, server: str) -> list[dict[str, Any]]:
+    client: dict[str, Any] = {
+        "type": _concept(DICOM, "110153", "Source Role ID"),
+        "requestor": record.fhir_user is None,
+    }
+    if record.client_id:
+        client["who"] = {"identifier": {"value": record.client_id}}
+        client["name"] = record.client_id
+    if record.address:
+        client["network"] = {"address": record.address, "type": NETWORK_IP}
+    agents = [client,
+              {"type": _concept(DICOM, "110152", "Destination Role ID"),
+               "who": {"display": "fhir-scheduler",
+                       "identifier": {"system": "urn:ietf:rfc:3986", "value": server}},
+               "requestor": False}]
+    if record.fhir_user:
+        agents.append({"type": _concept(SECURITY_ROLE_TYPE, "humanuser", "human user"),
+                       "who": {"reference": record.fhir_user}, "requestor": True})
+    return agents
+
+
+def _entities(record: AuditRecord, resource: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    if record.interaction in SEARCHES:
+        query = (record.query or "").encode()
+        yield {"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+               "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+               "description": f"{record.resource_type or ''}?{record.query or ''}",
+               "query": base64.b64encode(query).decode("ascii")}
+    reference = _resource_reference(record)
+    if reference is not None:
+        yield {"what": {"reference": reference},
+               "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+               "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
+    for patient in _patients(record, resource):
+        yield {"what": {"reference": patient},
+               "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+               "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}}
+
+
+def _resource_reference(record: AuditRecord) -> str | None:
+    """`Type/id[/_history/v]` of the resource acted on, when the request names one."""
+    if not record.resource_type or not record.resource_id:
+        return None
+    reference = f"{record.resource_type}/{record.resource_id}"
+    return f"{reference}/_history/{record.version_id}" if record.version_id else reference
+
+
+def _patients(record: AuditRecord, resource: dict[str, Any] | None) -> list[str]:
+    """The patients the access concerned: the token's patient, the Patient read, and the
+    patients the resource refers to (in first-seen order, once each)."""
+    found: dict[str, None] = {}
+    if record.patient_id:
+        found[f"Patient/{record.patient_id}"] = None
+    if record.resource_type == "Patient" and record.resource_id:
+        found[f"Patient/{record.resource_id}"] = None
+    if resource is not None:
+        found.update(dict.fromkeys(patient_references(resource)))
+    if record.interaction in SEARCHES and record.query:
+        found.update(dict.fromkeys(_searched_patients(record.query)))
+    return list(found)
+
+
+def _searched_patients(query: str) -> Iterator[str]:
+    """Patients a search names: `patient=<id>` or any `Patient/<id>` value."""
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        for each in value.split(","):
+            if each.startswith("Patient/") and "/" not in each[len("Patient/"):]:
+                yield each
+            elif name.split(":")[0] == "patient" and each and "/" not in each:
+                yield f"Patient/{each}"
+
+
+def patient_references(resource: Any) -> Iterator[str]:
+    """Every `Patient/<id>` reference in a resource (contained resources excluded)."""
+    if isinstance(resource, dict):
+        for key, value in resource.items():
+            if key == "reference" and isinstance(value, str):
+                local = value.rsplit("/_history/", 1)[0]
+                parts = local.rstrip("/").split("/")
+                if len(parts) >= 2 and parts[-2] == "Patient":
+                    yield f"Patient/{parts[-1]}"
+            elif key != "contained":
+                yield from patient_references(value)
+    elif isinstance(resource, list):
+        for item in resource:
+            yield from patient_references(item)
+
+
+def _concept(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code, "display": display}]}
