@@ -289,9 +289,10 @@ class SqliteStore:
             "last_updated = excluded.last_updated, deleted = excluded.deleted, "
             "method = excluded.method, body = excluded.body", values)
         db.execute(f"INSERT INTO versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
-        for table in INDEX_TABLES:
-            db.execute(f"DELETE FROM {table} WHERE type = ? AND id = ?",
-                       (write.resource_type, write.id))
+        if write.expected_version:  # a first version has no index rows to replace
+            for table in INDEX_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE type = ? AND id = ?",
+                           (write.resource_type, write.id))
         if not write.deleted:
             _insert_index(db, write.resource_type, write.id, write.index)
 
@@ -324,10 +325,12 @@ def _insert_index(db: sqlite3.Connection, resource_type: str, id: str,
             strings.append((resource_type, id, entry.param, entry.normalized, entry.exact))
         else:
             raise TypeError(f"unsupported index entry: {entry!r}")
-    db.executemany("INSERT INTO idx_token VALUES (?, ?, ?, ?, ?)", tokens)
-    db.executemany("INSERT INTO idx_reference VALUES (?, ?, ?, ?, ?, ?)", references)
-    db.executemany("INSERT INTO idx_date VALUES (?, ?, ?, ?, ?)", dates)
-    db.executemany("INSERT INTO idx_string VALUES (?, ?, ?, ?, ?)", strings)
+    for sql, rows in (("INSERT INTO idx_token VALUES (?, ?, ?, ?, ?)", tokens),
+                      ("INSERT INTO idx_reference VALUES (?, ?, ?, ?, ?, ?)", references),
+                      ("INSERT INTO idx_date VALUES (?, ?, ?, ?, ?)", dates),
+                      ("INSERT INTO idx_string VALUES (?, ?, ?, ?, ?)", strings)):
+        if rows:
+            db.executemany(sql, rows)
 
 
 def _stored_from_write(write: VersionWrite) -> StoredResource:
