@@ -99,12 +99,12 @@ def free_slot(id: str, body: Resource, request: SlotQuery, now: datetime) -> Slo
             return None
     schedule = reference_key((body.get("schedule") or {}).get("reference"))
     try:
-        start, end = minute(body["start"]), minute(body["end"], up=True)
+        start, end = minute(body["start"]), minute_up(body["end"])
         release = None
         for extension in body.get("extension", ()):
             if (extension.get("url") == SLOT_EMERGENCY_RESERVE_URL
                     and "valueDateTime" in extension):
-                release = minute(extension["valueDateTime"], up=True)
+                release = minute_up(extension["valueDateTime"])
     except (KeyError, TypeError, ValueError):
         return None
     return SlotRecord(id, schedule.split("/", 1)[1] if schedule else "", start, end, release)
@@ -122,7 +122,7 @@ def busy_by_actor(appointments: Iterable[Resource],
     busy: dict[str, list[Interval]] = {}
     for body in appointments:
         try:
-            interval = (minute(body["start"]), minute(body["end"], up=True))
+            interval = (minute(body["start"]), minute_up(body["end"]))
         except (KeyError, TypeError, ValueError):
             continue
         for participant in body.get("participant", ()):
@@ -143,14 +143,26 @@ def reference_key(reference: object) -> str | None:
 
 
 @lru_cache(maxsize=1 << 16)
-def minute(value: str, *, up: bool = False) -> int:
-    """Epoch minute of an instant string (rounded up with `up`); cached, as slots share times."""
+def minute(value: str) -> int:
+    """Epoch minute of an instant string; cached, as slots share times (positional-only
+    arguments keep the cache lookup cheap: it runs twice per slot and appointment)."""
+    return to_minutes(_zoned_instant(value))
+
+
+@lru_cache(maxsize=1 << 16)
+def minute_up(value: str) -> int:
+    """The first whole epoch minute at or after an instant string; cached like `minute`."""
+    return ceil_minute(_zoned_instant(value))
+
+
+def _zoned_instant(value: str) -> datetime:
+    """Parse an instant that must carry a time zone."""
     if not isinstance(value, str):
         raise TypeError(f"instant expected, got {type(value).__name__}")
     moment = parse_instant(value)
     if moment.utcoffset() is None:
         raise ValueError("instant without zone")
-    return ceil_minute(moment) if up else to_minutes(moment)
+    return moment
 
 
 def ceil_minute(moment: datetime) -> int:

@@ -28,6 +28,7 @@ from fhir_server.scheduling.slot_records import (
     free_slot,
     hold_lapsed,
     minute,
+    minute_up,
     parse_schedule,
     reference_key,
     serves,
@@ -157,8 +158,11 @@ def test_references_are_read_as_type_and_id(reference: object, key: str | None) 
 
 def test_minutes_round_down_or_up_and_need_a_zone() -> None:
     assert minute("2030-03-04T09:00:59Z") == NINE
-    assert minute("2030-03-04T09:00:01+00:00", up=True) == NINE + 1
+    assert minute_up("2030-03-04T09:00:01+00:00") == NINE + 1
+    assert minute_up("2030-03-04T09:00:00Z") == NINE
     assert minute("2030-03-04T10:00:00+01:00") == NINE
     assert ceil_minute(datetime(2030, 3, 4, 9, 0, tzinfo=UTC)) == NINE
     with pytest.raises(ValueError):
         minute("2030-03-04T09:00:00")
+    with pytest.raises(ValueError):
+        minute_up("2030-03-04T09:00:00")
