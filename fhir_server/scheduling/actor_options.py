@@ -15,7 +15,7 @@ from fhir_server.scheduling.availability import DEFAULT_SLOT_MINUTES, bookable_w
 from fhir_server.scheduling.find_params import Code
 from fhir_server.scheduling.finding import ActorGroup, ActorSlots, FreeSlot
 from fhir_server.scheduling.intervals import Interval, to_minutes
-from fhir_server.scheduling.slot_records import ScheduleRecord, SlotRecord, ceil_minute
+from fhir_server.scheduling.slot_records import ScheduleRecord, ceil_minute
 
 Groups = list[tuple[str, list["ActorOption"]]]
 """Each group's type and its options, most preferred first; the first group leads."""
@@ -66,7 +66,7 @@ def default_duration(options: Groups, services: Sequence[Code]) -> int:
 
 
 def actor_group(kind: str, group: Sequence[ActorOption],
-                slots: Mapping[str, Sequence[SlotRecord]],
+                slots: Mapping[str, Sequence[FreeSlot]],
                 busy: Mapping[str, Sequence[Interval]], *, now: datetime,
                 lead: bool) -> ActorGroup:
     """The finder's view of one group: each option's usable slots, busy time and buffers."""
@@ -74,7 +74,7 @@ def actor_group(kind: str, group: Sequence[ActorOption],
                                   for o in group))
 
 
-def _actor_slots(kind: str, option: ActorOption, slots: Mapping[str, Sequence[SlotRecord]],
+def _actor_slots(kind: str, option: ActorOption, slots: Mapping[str, Sequence[FreeSlot]],
                  busy: Mapping[str, Sequence[Interval]], *, now: datetime,
                  lead: bool) -> ActorSlots:
     """One option's usable slots, busy time and buffers (the largest of its schedules')."""
@@ -82,14 +82,15 @@ def _actor_slots(kind: str, option: ActorOption, slots: Mapping[str, Sequence[Sl
     for schedule in option.schedules:
         low, high = _bookable(schedule, now)
         for slot in slots.get(schedule.id, ()):
-            start = slot.start
-            if lead and (start < low or (high is not None and start > high)):
-                continue
-            if not lead:
-                start = max(start, low)  # a visit may start mid-slot, never before notice
-                if start >= slot.end:
+            if lead:
+                if slot.start < low or (high is not None and slot.start > high):
                     continue
-            free.append(FreeSlot(slot.id, schedule.id, start, slot.end, slot.emergency_release))
+                free.append(slot)
+            elif slot.start >= low:
+                free.append(slot)
+            elif low < slot.end:  # a visit may start mid-slot, never before notice
+                free.append(FreeSlot(slot.id, schedule.id, low, slot.end,
+                                     slot.emergency_release))
     return ActorSlots(
         actor=option.key, actor_type=kind, slots=tuple(free),
         busy=tuple(i for actor in option.actors for i in busy.get(actor, ())),

@@ -131,21 +131,24 @@ class _PreparedOption:
         return None
 
 
-def _usable(slot: FreeSlot, request: FindRequest, window: Interval) -> bool:
-    """Whether a slot may be offered: it meets the window and is not emergency-reserved for us."""
-    if slot.end <= window[0] or slot.start >= window[1]:
-        return False
-    reserved = slot.emergency_release is not None and request.now < slot.emergency_release
-    return request.may_use_emergency or not reserved
-
-
 def _by_schedule(option: ActorSlots, request: FindRequest,
                  window: Interval) -> dict[str, list[tuple[int, int, str]]]:
-    """Usable slots of one actor, split by schedule: a chain never crosses schedules."""
+    """Usable slots of one actor, split by schedule: a chain never crosses schedules.
+
+    Usable: the slot meets the window and is not emergency-reserved for this caller. The test
+    is written inline with locals because this loop runs once per free slot of every actor
+    (14k for 50 practitioners over 30 days).
+    """
     spans: dict[str, list[tuple[int, int, str]]] = {}
+    low, high = window
+    now, emergency_ok = request.now, request.may_use_emergency
     for slot in option.slots:
-        if _usable(slot, request, window):
-            spans.setdefault(slot.schedule_id, []).append((slot.start, slot.end, slot.id))
+        if slot.end <= low or slot.start >= high:
+            continue
+        release = slot.emergency_release
+        if release is not None and now < release and not emergency_ok:
+            continue
+        spans.setdefault(slot.schedule_id, []).append((slot.start, slot.end, slot.id))
     return spans
 
 

@@ -21,6 +21,7 @@ from fhir_server.scheduling.availability import (
     rules_from_schedule,
 )
 from fhir_server.scheduling.find_params import Code, SlotQuery
+from fhir_server.scheduling.finding import FreeSlot
 from fhir_server.scheduling.intervals import Interval, to_minutes
 from fhir_server.scheduling.slot_hold import parse_hold
 from fhir_server.scheduling.state_machine import SLOT_TENTATIVE
@@ -45,17 +46,6 @@ class ScheduleRecord:
     @property
     def buffer_after(self) -> int:
         return self.rules.buffer_after if self.rules is not None else 0
-
-
-@dataclass(frozen=True, slots=True)
-class SlotRecord:
-    """A usable Slot in epoch minutes; `emergency_release` is when its emergency reserve ends."""
-
-    id: str
-    schedule_id: str
-    start: int
-    end: int
-    emergency_release: int | None = None
 
 
 def parse_schedule(id: str, body: Resource) -> ScheduleRecord:
@@ -88,7 +78,7 @@ def codes_of(concepts: object) -> tuple[Code, ...]:
                  for c in concept.get("coding", []) if isinstance(c, dict) and c.get("code"))
 
 
-def free_slot(id: str, body: Resource, request: SlotQuery, now: datetime) -> SlotRecord | None:
+def free_slot(id: str, body: Resource, request: SlotQuery, now: datetime) -> FreeSlot | None:
     """The slot in minutes if it is free at `now` and offers the requested codes, else None."""
     if body.get("status") == SLOT_TENTATIVE and not hold_lapsed(body, now):
         return None
@@ -107,7 +97,7 @@ def free_slot(id: str, body: Resource, request: SlotQuery, now: datetime) -> Slo
                 release = minute_up(extension["valueDateTime"])
     except (KeyError, TypeError, ValueError):
         return None
-    return SlotRecord(id, schedule.split("/", 1)[1] if schedule else "", start, end, release)
+    return FreeSlot(id, schedule.split("/", 1)[1] if schedule else "", start, end, release)
 
 
 def hold_lapsed(slot: Resource, now: datetime) -> bool:

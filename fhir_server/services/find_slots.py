@@ -46,11 +46,10 @@ from fhir_server.scheduling.actor_options import (
     default_duration,
 )
 from fhir_server.scheduling.find_params import ACTOR_ORDER, Code, SlotQuery
-from fhir_server.scheduling.finding import Candidate, FindRequest, find_candidates
+from fhir_server.scheduling.finding import Candidate, FindRequest, FreeSlot, find_candidates
 from fhir_server.scheduling.intervals import Interval, from_minutes, to_minutes
 from fhir_server.scheduling.slot_records import (
     ScheduleRecord,
-    SlotRecord,
     busy_by_actor,
     ceil_minute,
     free_slot,
@@ -261,13 +260,13 @@ def busy_query(actors: Iterable[str], start: datetime, end: datetime) -> StoreQu
 
 
 async def _free_slots(ctx: FhirContext, request: SlotQuery, schedule_ids: list[str], *,
-                      now: datetime) -> tuple[dict[str, list[SlotRecord]],
+                      now: datetime) -> tuple[dict[str, list[FreeSlot]],
                                               dict[str, StoredResource]]:
     """Slots free at `now` in the window, by schedule, and the stored Slots by id."""
     if not schedule_ids:
         return {}, {}
     page = await ctx.store.search(free_slots_query(schedule_ids, request.start, request.end))
-    by_schedule: dict[str, list[SlotRecord]] = {}
+    by_schedule: dict[str, list[FreeSlot]] = {}
     stored: dict[str, StoredResource] = {}
     for resource in page.resources:
         slot = free_slot(resource.id, _body(resource), request, now)

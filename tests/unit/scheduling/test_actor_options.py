@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 from fhir_server.scheduling.actor_options import actor_group, actor_options, default_duration
 from fhir_server.scheduling.availability import DEFAULT_SLOT_MINUTES, AvailabilityRules
+from fhir_server.scheduling.finding import FreeSlot
 from fhir_server.scheduling.intervals import to_minutes
-from fhir_server.scheduling.slot_records import ScheduleRecord, SlotRecord
+from fhir_server.scheduling.slot_records import ScheduleRecord
 
 NOW = datetime(2030, 3, 4, 8, 0, tzinfo=UTC)
 T = to_minutes(NOW)
@@ -43,9 +44,9 @@ def test_the_duration_is_the_first_schedules_slot_length() -> None:
 
 def test_the_lead_keeps_slots_inside_notice_and_horizon_others_are_cut_to_notice() -> None:
     [(_, group)] = actor_options({"Practitioner": ["Practitioner/ada"]}, [ADA])
-    slots = {"s-ada": [SlotRecord("early", "s-ada", T + 30, T + 90),
-                       SlotRecord("ok", "s-ada", T + 60, T + 80),
-                       SlotRecord("late", "s-ada", T + 200, T + 220)]}
+    slots = {"s-ada": [FreeSlot("early", "s-ada", T + 30, T + 90),
+                       FreeSlot("ok", "s-ada", T + 60, T + 80),
+                       FreeSlot("late", "s-ada", T + 200, T + 220)]}
     busy = {"Practitioner/ada": [(T, T + 10)]}
 
     lead = actor_group("Practitioner", group, slots, busy, now=NOW, lead=True)

@@ -10,6 +10,7 @@ import pytest
 from fhir_server.fhir.errors import FhirError
 from fhir_server.scheduling.availability import SLOT_EMERGENCY_RESERVE_URL
 from fhir_server.scheduling.find_params import SlotQuery
+from fhir_server.scheduling.finding import FreeSlot
 from fhir_server.scheduling.intervals import to_minutes
 from fhir_server.scheduling.slot_hold import (
     SLOT_HOLD_URL,
@@ -20,7 +21,6 @@ from fhir_server.scheduling.slot_hold import (
 )
 from fhir_server.scheduling.slot_records import (
     ScheduleRecord,
-    SlotRecord,
     accepts,
     busy_by_actor,
     ceil_minute,
@@ -88,7 +88,7 @@ def test_codes_serve_anything_unless_both_sides_name_some() -> None:
 def test_a_free_slot_is_read_in_minutes_with_its_emergency_release() -> None:
     reserve = {"url": SLOT_EMERGENCY_RESERVE_URL, "valueDateTime": "2030-03-04T08:59:30Z"}
 
-    assert free_slot("a", make_slot(), REQUEST, NOW) == SlotRecord("a", "s1", NINE, NINE + 30)
+    assert free_slot("a", make_slot(), REQUEST, NOW) == FreeSlot("a", "s1", NINE, NINE + 30)
     reserved = free_slot("b", make_slot(extension=[reserve]), REQUEST, NOW)
     assert reserved is not None and reserved.emergency_release == NINE  # rounded up
 
