@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fhir_server.scheduling.intervals import (
     Interval,
@@ -29,9 +30,12 @@ from fhir_server.scheduling.intervals import (
 _NO_LIMIT = 2**62
 
 
-@dataclass(frozen=True, slots=True)
-class FreeSlot:
-    """A free Slot; `emergency_release` is the minute its emergency reservation lapses."""
+class FreeSlot(NamedTuple):
+    """A free Slot; `emergency_release` is the minute its emergency reservation lapses.
+
+    A NamedTuple rather than a frozen dataclass: a find builds one per free slot (14k for 50
+    practitioners over 30 days) and this constructs in a third of the time.
+    """
 
     id: str
     schedule_id: str

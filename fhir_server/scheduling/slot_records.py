@@ -82,11 +82,12 @@ def free_slot(id: str, body: Resource, request: SlotQuery, now: datetime) -> Fre
     """The slot in minutes if it is free at `now` and offers the requested codes, else None."""
     if body.get("status") == SLOT_TENTATIVE and not hold_lapsed(body, now):
         return None
-    for key, wanted in (("serviceType", request.service_types),
-                        ("specialty", request.specialties),
-                        ("appointmentType", request.appointment_types)):
-        if wanted and key in body and not accepts(codes_of(body[key]), wanted):
-            return None
+    if request.service_types or request.specialties or request.appointment_types:
+        for key, wanted in (("serviceType", request.service_types),
+                            ("specialty", request.specialties),
+                            ("appointmentType", request.appointment_types)):
+            if wanted and key in body and not accepts(codes_of(body[key]), wanted):
+                return None
     schedule = reference_key((body.get("schedule") or {}).get("reference"))
     try:
         start, end = minute(body["start"]), minute_up(body["end"])
