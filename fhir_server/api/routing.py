@@ -55,7 +55,7 @@ class FhirRouter:
     """An ASGI app that routes `/{type}/{id}/...` paths; register with `fhir_route`."""
 
     def __init__(self, guard: Guard | None = None, observer: Observer | None = None) -> None:
-        self._by_length: dict[int, list[_Pattern]] = {}
+        self._patterns: dict[tuple[str, ...], _Pattern] = {}
         # Tried first: patterns whose first segment is this literal (`/Slot/$find-slots`,
         # `/metadata`); then those starting with a variable. Each list most literal first.
         self._by_first: dict[tuple[int, str], list[_Pattern]] = {}
@@ -66,20 +66,17 @@ class FhirRouter:
     def routes(self) -> list[tuple[str, str]]:
         """Every registered (template, method), e.g. `("/{resource_type}/{id}", "GET")`."""
         return [(pattern.template, method)
-                for patterns in self._by_length.values() for pattern in patterns
-                for method in pattern.endpoints]
+                for pattern in self._patterns.values() for method in pattern.endpoints]
 
     def add(self, path: str, method: str, endpoint: Endpoint) -> None:
         """Register `endpoint` for `method` on a template such as `/{resource_type}/{id}`."""
         segments = tuple(s for s in path.split("/") if s)
-        patterns = self._by_length.setdefault(len(segments), [])
-        for pattern in patterns:
-            if pattern.segments == segments:
-                pattern.endpoints[method] = endpoint
-                return
+        known = self._patterns.get(segments)
+        if known is not None:
+            known.endpoints[method] = endpoint
+            return
         pattern = _Pattern(segments, {method: endpoint}, _template(segments))
-        patterns.append(pattern)
-        patterns.sort(key=lambda p: -p.literal_count)
+        self._patterns[segments] = pattern
         if segments and not segments[0].startswith("{"):
             group = self._by_first.setdefault((len(segments), segments[0]), [])
         else:
@@ -89,10 +86,9 @@ class FhirRouter:
 
     def include(self, other: FhirRouter) -> None:
         """Take over every route of another router (one per API module)."""
-        for patterns in other._by_length.values():
-            for pattern in patterns:
-                for method, endpoint in pattern.endpoints.items():
-                    self.add("/".join(pattern.segments), method, endpoint)
+        for pattern in other._patterns.values():
+            for method, endpoint in pattern.endpoints.items():
+                self.add(pattern.template, method, endpoint)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, root = scope["path"], scope.get("root_path", "")
