@@ -40,6 +40,7 @@ from fhir_server.fhir.search.parameters import load_registry  # noqa: E402
 from fhir_server.services.context import FhirContext  # noqa: E402
 from fhir_server.services.versions import next_version  # noqa: E402
 from fhir_server.store.factory import open_store_for_url  # noqa: E402
+from tests.support.mongo_server import mongo_database_url, start_test_mongodb  # noqa: E402
 
 PATIENTS = 500
 PRACTITIONERS = 20
@@ -108,7 +109,11 @@ def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # e.g. still flushing a long audit queue
+            proc.kill()
+            proc.wait()
 
 
 def requests_per_second(url: str, duration: int, connections: int,
@@ -149,21 +154,12 @@ def store_url_for(kind: str, data_dir: Path) -> Iterator[tuple[str, str]]:
         return
     if os.environ.get("MONGODB_URI"):
         base = os.environ["MONGODB_URI"]
-        yield _with_database(base, f"bench_{int(time.time())}"), f"MongoDB at {base}"
+        yield mongo_database_url(base, f"bench_{int(time.time())}"), f"MongoDB at {base}"
         return
-    from tests.support.mongo_server import start_test_mongodb
 
     with start_test_mongodb() as uri:
-        yield (_with_database(uri, "bench"),
+        yield (mongo_database_url(uri, "bench"),
                "jongodb test server (NOT MongoDB: a wire-compatible test double)")
-
-
-def _with_database(uri: str, database: str) -> str:
-    head, _, query = uri.partition("?")
-    head = head.rstrip("/")
-    if head.count("/") > 2:
-        head = head.rsplit("/", 1)[0]
-    return f"{head}/{database}" + (f"?{query}" if query else "")
 
 
 def main() -> None:

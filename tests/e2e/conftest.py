@@ -18,6 +18,7 @@ import pytest
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from tests.e2e.tokens import BASE, admin_headers, install_keys
+from tests.support.mongo_server import mongo_database_url
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -30,14 +31,6 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def mongo_database_url(server_uri: str, database: str) -> str:
-    """`server_uri` with its database path replaced by `database` (query kept)."""
-    head, _, query = server_uri.partition("?")
-    scheme, _, rest = head.partition("://")
-    hosts = rest.split("/", 1)[0]
-    return f"{scheme}://{hosts}/{database}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from fhir_server.auth.keys import load_or_create_keys
-from tests.e2e.conftest import mongo_database_url
 from tests.e2e.factories import END, START, make_appointment, make_schedule, make_slot
 from tests.e2e.test_cli import running_server
 from tests.e2e.tokens import bearer, mint
+from tests.support.mongo_server import mongo_database_url
 
 CLIENTS = 60
 WORKERS = 2

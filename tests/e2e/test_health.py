@@ -12,9 +12,9 @@ from fastapi import FastAPI
 
 from fhir_server.app import create_app
 from fhir_server.fhir.errors import StoreUnavailable
-from tests.e2e.conftest import make_settings, mongo_database_url
+from tests.e2e.conftest import make_settings
 from tests.e2e.tokens import admin_headers
-from tests.support.mongo_server import start_test_mongodb
+from tests.support.mongo_server import mongo_database_url, start_test_mongodb
 
 
 @pytest.fixture

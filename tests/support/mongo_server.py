@@ -149,6 +149,14 @@ def start_test_mongodb() -> Iterator[str]:
             _stop(process)
 
 
+def mongo_database_url(server_uri: str, database: str) -> str:
+    """`server_uri` with its database path replaced by `database` (query kept)."""
+    head, _, query = server_uri.partition("?")
+    scheme, _, rest = head.partition("://")
+    hosts = rest.split("/", 1)[0]
+    return f"{scheme}://{hosts}/{database}" + (f"?{query}" if query else "")
+
+
 @pytest.fixture(scope="session")
 def mongodb_uri() -> Iterator[str]:
     """A MongoDB URI for the whole session: `MONGODB_URI` when set, else a jongodb we start."""
