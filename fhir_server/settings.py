@@ -31,6 +31,35 @@ class Settings(BaseSettings):
     auth_mode: Literal["embedded", "external"] = "embedded"
     auth_issuer: str | None = None
     auth_jwks_timeout_s: float = 3.0
+    # Reminders (fhir_server/notify/): Celery broker; empty = filesystem transport under
+    # data_dir/broker, with worker and beat started by `serve` (see README "Reminders").
+    broker_url: str = ""
+    embedded_worker: bool = True
+    reminder_offsets_h: list[float] = [72.0, 24.0, 2.0]
+    dispatch_interval_s: float = 2.0
+    dispatch_lease_s: float = 120.0
+    dispatch_max_attempts: int = 5
+    default_language: str = "en"
+    templates_dir: Path | None = None
+    # Secret that signs calendar-feed tokens and one-click confirm/cancel links; generated
+    # under data_dir on first start when empty.
+    link_secret: str = ""
+    link_ttl_h: float = 72.0
+    public_url: str = ""  # where patients' links point; defaults to the base URL's origin
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_from: str = "Clinic <no-reply@clinic.example>"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    # A Twilio-compatible HTTP API for SMS and voice (Messages and Calls resources).
+    sms_api_url: str = ""  # e.g. https://api.twilio.com/2010-04-01; empty disables SMS/voice
+    sms_account_sid: str = ""
+    sms_auth_token: str = ""
+    sms_from: str = ""
+    voice_from: str = ""
+    sms_timeout_s: float = 10.0
 
     @field_validator("base_url")
     @classmethod

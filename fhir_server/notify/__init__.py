@@ -1,0 +1,1 @@
+"""Patient communication: the CommunicationRequest outbox, its Celery dispatch, content and channels."""
