@@ -1,0 +1,1 @@
+"""Delivery channels: one Sender per configured channel (email, SMS, voice)."""
