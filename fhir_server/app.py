@@ -30,7 +30,7 @@ from fhir_server.api import (
     monitoring,
     search,
 )
-from fhir_server.api.audit_trail import record_request
+from fhir_server.api.audit_trail import admitting, record_request
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.routing import FhirRouter
@@ -59,7 +59,8 @@ def fhir_router(*, secured: bool = True) -> FhirRouter:
     """Every FHIR route, each authorized by the guard before its endpoint runs and audited
     after it; the router tries literal paths before `{resource_type}/{id}`. `secured=False`
     (neither guard nor audit) exists only for the security-overhead benchmark."""
-    router = FhirRouter(guard=guard, observer=record_request) if secured else FhirRouter()
+    router = (FhirRouter(guard=admitting(guard), observer=record_request) if secured
+              else FhirRouter())
     for module in (metadata, bundle, history, search, generate_slots, find_slots,
                    appointment_find, appointment_hold, appointment_book, appointment_reschedule,
                    instance):
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         registry = ctx.registry
         conformance = load_conformance(settings.capability_dir, settings.profiles_dir)
         app.state.fhir = ctx
-        app.state.audit_writer = AuditWriter(ctx)
+        app.state.audit_writer = AuditWriter(active.audit_log)
         app.state.audit_writer.start()
         app.state.conformance = conformance
         app.state.capability_statement = orjson.dumps(build_capability_statement(

@@ -1,10 +1,11 @@
-"""The router's observer: one `AuditRecord` per guarded FHIR request, queued for the writer.
+"""The router's observer: one `AuditRecord` per guarded FHIR request, buffered for the writer.
 
 Runs after the endpoint (or after the guard or endpoint raised), so the status, the
 created id and version (from `Location`) and the refusal are known. It only reads what the
-request already holds and queues a small record; building and storing the AuditEvent is
-the background writer's job (`audit/writer.py`). Public routes (metadata, conformance
-resources) carry no caller and no patient data and are not audited.
+request already holds and buffers a small record; logging it is the background writer's job
+(`audit/writer.py`). Public routes (metadata, conformance resources) carry no caller and no
+patient data and are not audited. `admitting` wraps the router's guard so that requests wait
+while the writer's backlog is over its high-water mark, rather than events being dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.errors import status_for, status_line
+from fhir_server.api.routing import Guard
 from fhir_server.api.security import ROUTE_ACCESS
 from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.writer import AuditWriter
@@ -29,9 +31,21 @@ log = logging.getLogger("fhir_server.audit")
 _SINGLE_RESOURCE = frozenset({"read", "vread", "create", "update", "patch", "operation"})
 
 
+def admitting(guard: Guard) -> Guard:
+    """`guard`, run once the audit writer has room for the request's record."""
+
+    async def admit_then_guard(request: Request, template: str, method: str) -> None:
+        writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
+        if writer is not None and writer.congested:
+            await writer.wait_for_room()
+        await guard(request, template, method)
+
+    return admit_then_guard
+
+
 def record_request(request: Request, template: str, method: str, response: Response | None,
                    error: BaseException | None) -> None:
-    """Queue the audit record of one finished request; never fails the request."""
+    """Buffer the audit record of one finished request; never fails the request."""
     writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
     rule = ROUTE_ACCESS.get((template, method))
     if writer is None or rule is None or rule.interaction == "public":

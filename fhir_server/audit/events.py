@@ -1,7 +1,8 @@
 """AuditEvents shaped per IHE Basic Audit Log Patterns (BALP), built from what a request did.
 
-Pure: the API fills in an `AuditRecord` (what was asked, by whom, and how it ended) and the
-writer turns it into an R4 AuditEvent in the background. One event per interaction:
+Pure: the API fills in an `AuditRecord` (what was asked, by whom, and how it ended), the
+writer logs it with the patients it concerned (`log_entries.py`), and the AuditEvent is built
+from the logged record when someone reads it. One event per interaction:
 `type` rest, `subtype` the FHIR restful interaction, `action` C/R/U/D/E, `outcome` 0/4/8,
 agents for the client application, the user (`fhirUser`, the requestor) and this server,
 `source` this server, and entities for the resource, the search query (base64) and the
@@ -11,7 +12,7 @@ patient the access concerned.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -70,9 +71,9 @@ def outcome_code(status: int) -> str:
 
 
 def build_audit_event(record: AuditRecord, *, server: str,
-                      resource: dict[str, Any] | None = None) -> dict[str, Any]:
+                      patients: Sequence[str] = ()) -> dict[str, Any]:
     """The AuditEvent for `record`; `server` is the FHIR base URL (observer and agent),
-    `resource` the body served or written (its patient references become entities)."""
+    `patients` the `Patient/<id>` references the access concerned (see `patients_of`)."""
     subtype, action = SUBTYPE_ACTION.get(record.interaction, (record.interaction, "E"))
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -88,7 +89,7 @@ def build_audit_event(record: AuditRecord, *, server: str,
                    "type": [{"system": SOURCE_TYPE, "code": "4",
                              "display": "Application Server"}]},
     }
-    entities = list(_entities(record, resource))
+    entities = list(_entities(record, patients))
     if entities:
         event["entity"] = entities
     return event
@@ -115,25 +116,25 @@ def _agents(record: AuditRecord, server: str) -> list[dict[str, Any]]:
     return agents
 
 
-def _entities(record: AuditRecord, resource: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+def _entities(record: AuditRecord, patients: Sequence[str]) -> Iterator[dict[str, Any]]:
     if record.interaction in SEARCHES:
         query = (record.query or "").encode()
         yield {"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
                "description": f"{record.resource_type or ''}?{record.query or ''}",
                "query": base64.b64encode(query).decode("ascii")}
-    reference = _resource_reference(record)
+    reference = resource_reference(record)
     if reference is not None:
         yield {"what": {"reference": reference},
                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
-    for patient in _patients(record, resource):
+    for patient in patients:
         yield {"what": {"reference": patient},
                "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
                "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}}
 
 
-def _resource_reference(record: AuditRecord) -> str | None:
+def resource_reference(record: AuditRecord) -> str | None:
     """`Type/id[/_history/v]` of the resource acted on, when the request names one."""
     if not record.resource_type or not record.resource_id:
         return None
@@ -141,16 +142,15 @@ def _resource_reference(record: AuditRecord) -> str | None:
     return f"{reference}/_history/{record.version_id}" if record.version_id else reference
 
 
-def _patients(record: AuditRecord, resource: dict[str, Any] | None) -> list[str]:
-    """The patients the access concerned: the token's patient, the Patient read, and the
-    patients the resource refers to (in first-seen order, once each)."""
+def patients_of(record: AuditRecord, served: Iterable[str] = ()) -> list[str]:
+    """The patients the access concerned: the token's patient, the Patient read, the
+    patients the resource `served` refers to and those a search names (first-seen order)."""
     found: dict[str, None] = {}
     if record.patient_id:
         found[f"Patient/{record.patient_id}"] = None
     if record.resource_type == "Patient" and record.resource_id:
         found[f"Patient/{record.resource_id}"] = None
-    if resource is not None:
-        found.update(dict.fromkeys(patient_references(resource)))
+    found.update(dict.fromkeys(served))
     if record.interaction in SEARCHES and record.query:
         found.update(dict.fromkeys(_searched_patients(record.query)))
     return list(found)
@@ -171,15 +171,20 @@ def patient_references(resource: Any) -> Iterator[str]:
     if isinstance(resource, dict):
         for key, value in resource.items():
             if key == "reference" and isinstance(value, str):
-                local = value.rsplit("/_history/", 1)[0]
-                parts = local.rstrip("/").split("/")
-                if len(parts) >= 2 and parts[-2] == "Patient":
-                    yield f"Patient/{parts[-1]}"
+                patient = patient_of_reference(value)
+                if patient is not None:
+                    yield patient
             elif key != "contained":
                 yield from patient_references(value)
     elif isinstance(resource, list):
         for item in resource:
             yield from patient_references(item)
+
+
+def patient_of_reference(reference: str) -> str | None:
+    """`Patient/<id>` of a relative, absolute or versioned Patient reference, else None."""
+    parts = reference.rsplit("/_history/", 1)[0].rstrip("/").split("/")
+    return f"Patient/{parts[-1]}" if len(parts) >= 2 and parts[-2] == "Patient" else None
 
 
 def _concept(system: str, code: str, display: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Operators alert on `fhir_auth_failures_total` (bad or missing tokens: credential stuffing,
 a misconfigured client) and `fhir_authz_denials_total` (valid tokens asking for more than
-they may), and on `fhir_audit_events_dropped_total` (the audit trail is losing events).
+they may), and on `fhir_audit_events_dropped_total` (audit records the store refused at
+shutdown: the audit trail lost them).
 The log lines carry the same facts for a SIEM: `event=auth.failed`, `event=authz.denied`.
 """
 
@@ -23,7 +24,7 @@ AUTHZ_DENIALS: Final = Counter(
     ["resource_type", "interaction"])
 AUDIT_EVENTS_DROPPED: Final = Counter(
     "fhir_audit_events_dropped_total",
-    "AuditEvents lost because the audit queue was full or the store refused them")
+    "Audit records lost because the store refused them at shutdown")
 
 
 def auth_failed(*, reason: str, client: str | None, path: str) -> None:

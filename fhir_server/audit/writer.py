@@ -1,109 +1,130 @@
-"""Write AuditEvents off the request path: a bounded queue drained in batches by one task.
+"""Log audit records off the request path: a buffer flushed in batches by one background task.
 
-A request only appends an `AuditRecord` to the queue (no I/O, no JSON, no index work), so
-auditing costs a read a few microseconds. The task builds each AuditEvent, extracts its
-search index and commits a batch of plain versions in one store call. When the queue is
-full (the store is down or far behind) a record is dropped, counted and logged rather than
-making clients wait; `stop` flushes what is queued before the store closes.
+A request only appends its `AuditRecord` to a list (no I/O, no JSON), so auditing costs a read
+microseconds. Every `FLUSH_INTERVAL_S` (sooner once `BATCH_SIZE` records wait) the task turns
+the buffer into log rows and appends them with one store write (`AuditLog.append`: one SQLite
+transaction in a worker thread, or one MongoDB `insert_many`).
+
+Nothing is dropped while the process lives: a failed append keeps its rows and retries them
+(same ids, so a half-done batch is not doubled), and once `HIGH_WATER` records wait, new
+requests wait for the flush (backpressure, `wait_for_room`) instead of growing memory or
+losing events. `stop` (the app's shutdown) flushes everything. Durability window: records of
+the last flush interval (≈`FLUSH_INTERVAL_S`, more while the store is down) exist only in
+memory and are lost if the process is killed (SIGKILL, power loss); what cannot be written
+at shutdown is counted in `fhir_audit_events_dropped_total` and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
-from typing import Any, Final
+from typing import Final
+from uuid import uuid4
 
-import orjson
-
-from fhir_server.audit.events import AuditRecord, build_audit_event
+from fhir_server.audit.events import AuditRecord
+from fhir_server.audit.log_entries import log_entry
 from fhir_server.audit.metrics import audit_dropped
-from fhir_server.services.context import FhirContext
-from fhir_server.services.versions import new_id, next_version
-from fhir_server.store.protocol import VersionWrite
+from fhir_server.store.protocol import AuditEntry, AuditLog
 
 log = logging.getLogger("fhir_server.audit")
 
-QUEUE_SIZE: Final = 10_000
-BATCH_SIZE: Final = 200
-MAX_BODY_SCAN: Final = 256 * 1024  # larger bodies are not searched for patient references
+FLUSH_INTERVAL_S: Final = 0.05
+BATCH_SIZE: Final = 500
+HIGH_WATER: Final = 20_000
 
 
 class AuditWriter:
-    """Accepts records from requests (`submit`) and commits them as AuditEvents."""
+    """Buffers records from requests (`submit`) and appends them to the audit log."""
 
-    def __init__(self, ctx: FhirContext, *, queue_size: int = QUEUE_SIZE,
-                 batch_size: int = BATCH_SIZE) -> None:
-        self._ctx = ctx
-        self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(maxsize=queue_size)
+    def __init__(self, audit_log: AuditLog, *, flush_interval_s: float = FLUSH_INTERVAL_S,
+                 batch_size: int = BATCH_SIZE, high_water: int = HIGH_WATER) -> None:
+        self._log = audit_log
+        self._interval = flush_interval_s
         self._batch_size = batch_size
+        self._high_water = high_water
+        self._records: list[AuditRecord] = []
+        self._unwritten: list[AuditEntry] = []  # converted, not yet stored (kept on failure)
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
+        self._stopping = False
+        # Unique across processes and restarts, and cheaper than a uuid per record.
+        self._prefix = uuid4().hex[:16]
+        self._serial = itertools.count(1)
 
     def submit(self, record: AuditRecord) -> None:
-        """Queue a record without waiting; drop (counted, logged) when the queue is full."""
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self._drop(1, "the audit queue is full")
+        """Buffer a record; never waits (see `wait_for_room`)."""
+        self._records.append(record)
+        if len(self._records) == self._batch_size:
+            self._wake.set()
+
+    @property
+    def congested(self) -> bool:
+        """True while at least `high_water` records wait to be written."""
+        return len(self._records) + len(self._unwritten) >= self._high_water
+
+    async def wait_for_room(self) -> None:
+        """Wait until the backlog is below the high-water mark (callers check `congested`)."""
+        while self.congested:
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
 
     def start(self) -> None:
         """Start the background task (in the app's lifespan)."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def drain(self) -> None:
-        """Wait until everything queued so far is written (or dropped)."""
-        await self._queue.join()
+        """Write everything submitted so far, now."""
+        await self._flush()
 
     async def stop(self) -> None:
-        """Flush what is queued, then stop the task."""
-        if self._task is None:
-            return
-        await self.drain()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        """Stop the task after its flush, then write what is left; count what cannot be."""
+        if self._task is not None:
+            self._stopping = True
+            self._wake.set()
             await self._task
-        self._task = None
+            self._task = None
+        try:
+            await self._flush()
+        except Exception:
+            lost = len(self._records) + len(self._unwritten)
+            self._records.clear()
+            self._unwritten.clear()
+            audit_dropped(lost)
+            log.exception("event=audit.dropped count=%d reason='the store refused them at "
+                          "shutdown'", lost)
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+        while not self._stopping:
             try:
-                await self._write(batch)
-            except Exception:
-                log.exception("writing %d AuditEvents failed", len(batch))
-                self._drop(len(batch), "the store refused them")
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._flush()
+            except Exception:  # kept and retried next time; backpressure bounds the backlog
+                log.exception("writing %d audit records failed; retrying",
+                              len(self._records) + len(self._unwritten))
 
-    async def _write(self, batch: list[AuditRecord]) -> None:
-        writes = [self._version(record) for record in batch]
-        await self._ctx.store.commit(writes)
+    async def _flush(self) -> None:
+        """Append everything buffered, a batch at a time; one flush at a time."""
+        async with self._lock:
+            while self._records or self._unwritten:
+                if not self._unwritten:
+                    batch = self._records[:self._batch_size]
+                    del self._records[:len(batch)]
+                    self._unwritten = [log_entry(r, self._new_id()) for r in batch]
+                await self._log.append(self._unwritten)
+                self._unwritten = []
+                if not self.congested:
+                    self._room.set()
 
-    def _version(self, record: AuditRecord) -> VersionWrite:
-        event = build_audit_event(record, server=self._ctx.base_url,
-                                  resource=_resource_of(record.body))
-        return next_version(self._ctx, event, resource_type="AuditEvent", id=new_id(),
-                            current=None, now=record.recorded, method="POST")
-
-    def _drop(self, count: int, why: str) -> None:
-        first_of_a_thousand = self.dropped // 1000 != (self.dropped + count) // 1000
-        self.dropped += count
-        audit_dropped(count)
-        if self.dropped == count or first_of_a_thousand:  # no log flood while the store is down
-            log.warning("event=audit.dropped count=%d total=%d reason=%r", count, self.dropped, why)
-
-
-def _resource_of(body: bytes | None) -> dict[str, Any] | None:
-    """The JSON object served or written, if small enough to scan for patients."""
-    if not body or len(body) > MAX_BODY_SCAN:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    def _new_id(self) -> str:
+        return f"{self._prefix}-{next(self._serial):x}"

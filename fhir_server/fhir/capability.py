@@ -11,7 +11,8 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from fhir_server.fhir.search.parameters import SearchParameterRegistry
+from fhir_server.fhir.resource_types import is_searchable
+from fhir_server.fhir.search.parameters import SearchParameterDef, SearchParameterRegistry
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -32,13 +33,16 @@ def build_capability_statement(*, template: dict[str, Any], registry: SearchPara
     statement["software"] = {**statement.get("software", {}), "version": version}
     statement["implementation"] = {"description": "fhir-scheduler", "url": base_url}
     rest = statement["rest"][0]
+    # Rest-level parameters apply to every type, so only those every type supports.
+    common = sorted(code for code in COMMON_PARAMS & set(registry.for_type(resource_types[0]))
+                    if all(code in _params(rt, registry) for rt in resource_types))
     rest["resource"] = [_resource(rt, registry, resource_types,
-                                  sorted(set(type_interactions[rt])))
+                                  sorted(set(type_interactions[rt])), frozenset(common))
                         for rt in resource_types]
     rest["security"] = _security(oauth_uris)
     rest["interaction"] = [{"code": code} for code in sorted(set(system_interactions))]
     rest["searchParam"] = [_search_param(registry.get(resource_types[0], code))
-                           for code in sorted(COMMON_PARAMS & set(registry.for_type(resource_types[0])))]
+                           for code in common]
     rest["operation"] = [{"name": op["code"], "definition": op["url"]}
                          for op in operations if op.get("system")]
     for op in operations:
@@ -62,16 +66,24 @@ def _security(oauth_uris: Mapping[str, str] | None) -> dict[str, Any]:
     return security
 
 
+def _params(resource_type: str,
+            registry: SearchParameterRegistry) -> dict[str, SearchParameterDef]:
+    """The registered parameters `resource_type`'s search really supports."""
+    return {code: param for code, param in registry.for_type(resource_type).items()
+            if is_searchable(resource_type, code)}
+
+
 def _resource(resource_type: str, registry: SearchParameterRegistry,
-              resource_types: Sequence[str], interactions: list[str]) -> dict[str, Any]:
-    params = registry.for_type(resource_type)
+              resource_types: Sequence[str], interactions: list[str],
+              common: frozenset[str]) -> dict[str, Any]:
+    params = _params(resource_type, registry)
     references = sorted(code for code, p in params.items() if p.type == "reference")
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
         "interaction": [{"code": code} for code in interactions],
         "versioning": "versioned",
-        "readHistory": True,
+        "readHistory": "vread" in interactions,
         "updateCreate": "update" in interactions,
         "conditionalCreate": "create" in interactions,
         "conditionalRead": "not-supported",
@@ -80,7 +92,7 @@ def _resource(resource_type: str, registry: SearchParameterRegistry,
         "searchInclude": [f"{resource_type}:{code}" for code in references],
         "searchRevInclude": _revincludes(resource_type, registry, resource_types),
         "searchParam": [_search_param(params[code]) for code in sorted(params)
-                        if code not in COMMON_PARAMS],
+                        if code not in common],
     }
 
 
@@ -88,7 +100,7 @@ def _revincludes(target: str, registry: SearchParameterRegistry,
                  resource_types: Sequence[str]) -> list[str]:
     found = []
     for source in resource_types:
-        for code, param in sorted(registry.for_type(source).items()):
+        for code, param in sorted(_params(source, registry).items()):
             if param.type == "reference" and (not param.targets or target in param.targets):
                 found.append(f"{source}:{code}")
     return found

@@ -1,7 +1,8 @@
 """Type-level search: parse, resolve chains, query the store, add includes, page.
 
 Chains are resolved here (an inner search on the target type becomes a reference clause),
-so each store adapter compiles only flat typed queries.
+so each store adapter compiles only flat typed queries. AuditEvents are searched in the
+audit log (`audit_search.py`), every other type in the store's resource index.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from fhir_server.fhir.paging import page_links
 from fhir_server.fhir.search.extract import extract_index
 from fhir_server.fhir.search.model import Clause, ReferenceEntry, ReferenceMatch, StoreQuery
 from fhir_server.fhir.search.parse import ChainedSearch, IncludeSpec, SearchRequest, parse_search
+from fhir_server.services import audit_search
 from fhir_server.services.context import FhirContext
-from fhir_server.store.protocol import StoredResource
+from fhir_server.store.protocol import SearchPage, StoredResource
 
 CHAIN_LIMIT = 1000
 INCLUDE_LIMIT = 1000
@@ -41,13 +43,15 @@ async def search(ctx: FhirContext, resource_type: str, params: Sequence[tuple[st
     """Run a FHIR search; `extra` clauses (e.g. a patient compartment) are always added."""
     request = parse_search(resource_type, params, ctx.registry, now=now, lenient=lenient,
                            base_url=ctx.base_url)
+    if resource_type == audit_search.AUDIT_EVENT:
+        request = audit_search.restricted(request, lenient=lenient)
     query = await _resolved_query(ctx, request, now=now, extra=extra)
     if query is None:
         return SearchResult(request, [], [], 0 if request.total != "none" else None,
                             _links(ctx, resource_type, params, request, total=0, shown=0))
     if request.summary == "count":
         query = replace(query, limit=0, offset=0, with_total=True)
-    page = await ctx.store.search(query)
+    page = await _page(ctx, query)
     included = await _included(ctx, request, page.resources) if page.resources else []
     return SearchResult(request, page.resources, included, page.total,
                         _links(ctx, resource_type, params, request, total=page.total,
@@ -61,8 +65,15 @@ async def find_matches(ctx: FhirContext, resource_type: str, params: Sequence[tu
     query = await _resolved_query(ctx, request, now=now, extra=())
     if query is None:
         return []
-    page = await ctx.store.search(replace(query, offset=0, limit=limit, with_total=False))
+    page = await _page(ctx, replace(query, offset=0, limit=limit, with_total=False))
     return page.resources
+
+
+async def _page(ctx: FhirContext, query: StoreQuery) -> SearchPage:
+    """One page of matches: from the audit log for AuditEvent, else from the store."""
+    if query.resource_type == audit_search.AUDIT_EVENT:
+        return await audit_search.page(ctx, query)
+    return await ctx.store.search(query)
 
 
 async def _resolved_query(ctx: FhirContext, request: SearchRequest, *, now: datetime,
@@ -83,8 +94,8 @@ async def _chain_clause(ctx: FhirContext, chain: ChainedSearch, *, now: datetime
     for target_type in chain.target_types:
         inner = parse_search(target_type, chain.inner, ctx.registry, now=now,
                              base_url=ctx.base_url)
-        page = await ctx.store.search(replace(inner.query, offset=0, limit=CHAIN_LIMIT,
-                                              with_total=False))
+        page = await _page(ctx, replace(inner.query, offset=0, limit=CHAIN_LIMIT,
+                                        with_total=False))
         matches.extend(ReferenceMatch(chain.param, target_type, r.id) for r in page.resources)
     return Clause(tuple(matches)) if matches else None
 
@@ -149,8 +160,8 @@ async def _reverse_include(ctx: FhirContext, spec: IncludeSpec, matches: list[St
                if p.type == "reference"])
     clause = Clause(tuple(ReferenceMatch(param, t.resource_type, t.id)
                           for param in params for t in targets))
-    page = await ctx.store.search(StoreQuery(spec.source_type, where=(clause,),
-                                             limit=INCLUDE_LIMIT, with_total=False))
+    page = await _page(ctx, StoreQuery(spec.source_type, where=(clause,),
+                                       limit=INCLUDE_LIMIT, with_total=False))
     found = [r for r in page.resources if (r.resource_type, r.id) not in seen]
     seen.update((r.resource_type, r.id) for r in found)
     return found

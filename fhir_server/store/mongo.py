@@ -13,6 +13,8 @@ restores what it already changed before raising, so readers see all or nothing o
 The current document is written before its history entry, so a crash in between loses at most
 a history entry, never blocks the resource; `read_version` falls back to the current document.
 
+The audit trail is the append-only collection `audit_log` (`mongo_audit.py`).
+
 `updated_us` (epoch microseconds) orders and filters by time exactly; `last_updated` is the
 same instant as a BSON date (millisecond precision) for people and tools reading the data.
 """
@@ -33,8 +35,10 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from fhir_server.fhir.errors import StoreUnavailable
 from fhir_server.fhir.search.model import StoreQuery
+from fhir_server.store.mongo_audit import MongoAuditLog
 from fhir_server.store.mongo_query import Document, compile_filter, compile_sort, index_fields
 from fhir_server.store.protocol import (
+    AuditLog,
     HistoryPage,
     SearchPage,
     StoredResource,
@@ -158,6 +162,13 @@ class MongoStore:
         self._client: AsyncMongoClient[Document] | None = None
         # Credentials never reach error messages.
         self._where = re.sub(r"//[^@/]*@", "//", url)
+        self._audit_log = MongoAuditLog(
+            lambda: self._client_or_raise()[self.database_name]["audit_log"], self._unavailable)
+
+    @property
+    def audit_log(self) -> AuditLog:
+        """The audit trail: the collection `audit_log` of the same database."""
+        return self._audit_log
 
     async def open(self) -> None:
         """Connect (once) and create every index idempotently; no listCollections needed."""
@@ -170,6 +181,7 @@ class MongoStore:
             with self._unavailable("creating indexes"):
                 await self._resources.create_indexes(RESOURCE_INDEXES)
                 await self._versions.create_indexes(VERSION_INDEXES)
+                await self._audit_log.open()
         except StoreUnavailable:
             await self.close()
             raise

@@ -8,6 +8,10 @@ replace behind `If-Match` and the conditional update behind slot claims: on Mong
 
 Adapters: `sqlite.py` (embedded default) and `mongo.py` (production). Both pass
 `tests/integration/store_contract/`.
+
+Beside the versioned resources each adapter keeps the audit trail as an append-only log
+(`AuditLog`): no versions, no FHIR index, a few indexed columns and the compact record the
+AuditEvent is rendered from when it is read.
 """
 
 from __future__ import annotations
@@ -71,6 +75,61 @@ class HistoryPage:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit log row: what its AuditEvent is searched by, and the record it renders from.
+
+    `references` are `(param, type, id)` for the `entity`, `patient` and `agent` searches;
+    `record` is opaque to the store.
+    """
+
+    id: str
+    recorded_us: int
+    subtype: str
+    action: str
+    outcome: str
+    client_id: str | None
+    client_key: str | None  # the client id normalized for string search (`agent-name`)
+    references: tuple[tuple[str, str, str], ...]
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAudit:
+    """An audit log row as read back: its id and record."""
+
+    id: str
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of audit log rows, and the total when it was asked for."""
+
+    entries: list[LoggedAudit]
+    total: int | None
+
+
+class AuditLog(Protocol):
+    """The append-only audit trail: written in batches, never updated or deleted.
+
+    `search` takes a `StoreQuery` whose predicates use only the log's fields: `IdMatch`,
+    `TokenMatch` on `subtype`/`action`/`outcome` (code only), `ReferenceMatch` by id on
+    `entity`/`patient`/`agent`, `DateMatch` on `date` (the recorded instant as the epoch
+    millisecond range `[ms, ms + 1)`), `StringMatch` on `agent-name` (the client id), and
+    `SortKey`s on `date` or `_id`; with no sort, newest first.
+    """
+
+    async def append(self, entries: Sequence[AuditEntry]) -> None:
+        """Store every entry in one write; entries already stored (same id) are skipped."""
+
+    async def read(self, id: str) -> LoggedAudit | None:
+        """One row by id, or None."""
+
+    async def search(self, query: StoreQuery) -> AuditPage:
+        """Matching rows, sorted and paged."""
+
+
 class WriteConflict(Exception):
     """A write's expectation failed: the version moved on or `match` no longer holds."""
 
@@ -122,3 +181,7 @@ class Store(Protocol):
 
     async def read_many(self, resource_type: str, ids: Sequence[str]) -> list[StoredResource]:
         """Current non-deleted versions of the given ids (for `_include`); missing ids are skipped."""
+
+    @property
+    def audit_log(self) -> AuditLog:
+        """The audit trail kept beside the resources (opened and closed with the store)."""

@@ -26,6 +26,7 @@ from fhir_server.fhir.search.model import (
     TokenEntry,
 )
 from fhir_server.store.protocol import (
+    AuditLog,
     HistoryPage,
     JsonScalar,
     SearchPage,
@@ -33,6 +34,7 @@ from fhir_server.store.protocol import (
     VersionWrite,
     WriteConflict,
 )
+from fhir_server.store.sqlite_audit import SqliteAuditLog
 from fhir_server.store.sqlite_query import compile_search
 from fhir_server.store.timestamps import from_micros, to_micros
 
@@ -114,6 +116,12 @@ class SqliteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._audit_log = SqliteAuditLog(path, busy_timeout_ms=busy_timeout_ms)
+
+    @property
+    def audit_log(self) -> AuditLog:
+        """The audit trail: tables in the same file, written through their own connection."""
+        return self._audit_log
 
     async def open(self) -> None:
         """Create the file's directory, connect, set WAL, and create the schema idempotently."""
@@ -135,9 +143,11 @@ class SqliteStore:
                 connection.close()
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._connection = connection
+        await self._audit_log.open()
 
     async def close(self) -> None:
         """Close the connection; the WAL is checkpointed by SQLite on the last close."""
+        await self._audit_log.close()
         with self._lock:
             if self._connection is not None:
                 self._connection.close()

@@ -31,6 +31,10 @@ class YieldingStore:
     async def open(self) -> None:
         await self.inner.open()
 
+    @property
+    def audit_log(self) -> Any:
+        return self.inner.audit_log
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.fhir.resource_types import SERVER_WRITTEN_TYPES, SUPPORTED_TYPES
+from fhir_server.fhir.resource_types import SERVER_WRITTEN_TYPES, SUPPORTED_TYPES, is_searchable
 from fhir_server.fhir.search.parameters import load_registry
 from tests.e2e.audit_support import audit_events
 from tests.e2e.search_factories import (
@@ -264,11 +264,16 @@ async def test_every_supported_search_parameter_is_advertised(client: httpx.Asyn
                                                               resource_type: str) -> None:
     registry = load_registry(CAPABILITY_DIR)
     advertised = advertised_params(await statement(client), resource_type)
-    supported = registry.for_type(resource_type)
+    supported = {code: definition for code, definition in registry.for_type(resource_type).items()
+                 if is_searchable(resource_type, code)}
     assert set(advertised) == set(supported)
     for code, definition in supported.items():
         assert advertised[code]["type"] == definition.type, code
         assert advertised[code].get("definition") == definition.url, code
+    for code, definition in registry.for_type(resource_type).items():  # e.g. the audit log's
+        if code not in supported:
+            value = sample_value({"name": code, "type": definition.type}, resource_type)
+            assert (await client.get(f"{resource_type}?{code}={value}")).status_code == 400, code
 
 
 async def test_advertised_common_parameters_find_resources_by_their_meta(

@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fhir_server.audit.events import AuditRecord, build_audit_event, patient_references
+from fhir_server.audit.events import (
+    AuditRecord,
+    build_audit_event,
+    patient_references,
+    patients_of,
+)
 from fhir_server.fhir.validation import validate_resource
 
 SERVER = "http://clinic.example/fhir"
@@ -56,8 +61,8 @@ def test_the_user_is_the_requestor_and_the_client_and_server_are_agents() -> Non
 
 def test_a_search_carries_its_query_base64_and_the_patient_it_names() -> None:
     query = "patient=Patient/p1&date=ge2026-01-01"
-    event = build_audit_event(record("search-type", resource_id=None, query=query),
-                              server=SERVER)
+    searched = record("search-type", resource_id=None, query=query)
+    event = build_audit_event(searched, server=SERVER, patients=patients_of(searched))
 
     validate_resource(event, resource_type="AuditEvent")
     query_entity, patient = event["entity"]
@@ -70,8 +75,9 @@ def test_a_search_carries_its_query_base64_and_the_patient_it_names() -> None:
 def test_the_resource_is_versioned_and_its_patients_become_entities() -> None:
     appointment = {"resourceType": "Appointment", "participant": [
         {"actor": {"reference": "Patient/p2"}}, {"actor": {"reference": "Practitioner/d"}}]}
-    event = build_audit_event(record("vread", version_id="3", patient_id="p1"),
-                              server=SERVER, resource=appointment)
+    vread = record("vread", version_id="3", patient_id="p1")
+    event = build_audit_event(vread, server=SERVER,
+                              patients=patients_of(vread, patient_references(appointment)))
 
     assert [e["what"]["reference"] for e in event["entity"]] == [
         "Appointment/a1/_history/3", "Patient/p1", "Patient/p2"]

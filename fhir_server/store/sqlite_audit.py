@@ -1,0 +1,200 @@
+"""The SQLite audit log: tables `audit_log` and `audit_ref` in the store's file.
+
+It has its own connection, used only from worker threads (`asyncio.to_thread`) under a lock:
+a batch insert is one transaction that runs while the event loop keeps serving requests
+(sqlite3 releases the GIL while SQLite works), and in WAL mode readers never wait for it.
+`audit_ref` holds the `entity`/`patient`/`agent` references, one row each, keyed for lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+from fhir_server.fhir.errors import StoreUnavailable
+from fhir_server.fhir.search.model import (
+    Clause,
+    DateMatch,
+    IdMatch,
+    Predicate,
+    ReferenceMatch,
+    SortKey,
+    StoreQuery,
+    StringMatch,
+    TokenMatch,
+)
+from fhir_server.store.audit_fields import TOKEN_FIELDS, recorded_bounds
+from fhir_server.store.protocol import AuditEntry, AuditPage, LoggedAudit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    id TEXT NOT NULL PRIMARY KEY, recorded INTEGER NOT NULL,
+    subtype TEXT NOT NULL, action TEXT NOT NULL, outcome TEXT NOT NULL,
+    client_id TEXT, client_key TEXT, record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded, id);
+CREATE TABLE IF NOT EXISTS audit_ref (
+    param TEXT NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY (param, target_id, target_type, id)) WITHOUT ROWID;
+"""
+_SORT_COLUMNS = {"date": "recorded", "lastUpdated": "recorded", "id": "id"}
+T = TypeVar("T")
+Params = list[str | int]
+
+
+class SqliteAuditLog:
+    """`AuditLog` on the SQLite file at `path` (or its own `":memory:"` database)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        """Connect and create the tables idempotently (the store has set WAL mode)."""
+        if self._connection is None:
+            await asyncio.to_thread(self._open)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    async def append(self, entries: Sequence[AuditEntry]) -> None:
+        """Insert the batch in one transaction; ids already stored are skipped."""
+        if entries:
+            await self._run(lambda db: _insert(db, entries))
+
+    async def read(self, id: str) -> LoggedAudit | None:
+        """One row by id."""
+        row = await self._run(lambda db: db.execute(
+            "SELECT id, record FROM audit_log WHERE id = ?", (id,)).fetchone())
+        return LoggedAudit(row[0], bytes(row[1])) if row else None
+
+    async def search(self, query: StoreQuery) -> AuditPage:
+        """One page and, when asked, the count, from one snapshot."""
+        where, params = _where(query.where)
+        page_sql = (f"SELECT id, record FROM audit_log a WHERE {where} "
+                    f"ORDER BY {_order(query.sort)} LIMIT ? OFFSET ?")
+
+        def page(db: sqlite3.Connection) -> AuditPage:
+            db.execute("BEGIN")
+            try:
+                rows = db.execute(page_sql, (*params, max(query.limit, 0),
+                                             max(query.offset, 0))).fetchall()
+                total = (db.execute(f"SELECT COUNT(*) FROM audit_log a WHERE {where}",
+                                    params).fetchone()[0] if query.with_total else None)
+            finally:
+                if db.in_transaction:
+                    db.execute("COMMIT")
+            return AuditPage([LoggedAudit(id_, bytes(record)) for id_, record in rows], total)
+
+        return await self._run(page)
+
+    def _open(self) -> None:
+        connection = None
+        try:
+            connection = sqlite3.connect(self.path, isolation_level=None,
+                                         check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        except sqlite3.Error as exc:
+            if connection is not None:
+                connection.close()
+            raise StoreUnavailable(f"cannot open the SQLite audit log {self.path}: {exc}") from exc
+        with self._lock:
+            self._connection = connection
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the connection in a worker thread."""
+        return await asyncio.to_thread(self._locked, work)
+
+    def _locked(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._session() as db:
+            return work(db)
+
+    @contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._connection is None:
+                raise StoreUnavailable("the SQLite audit log is not open")
+            try:
+                yield self._connection
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite audit log {self.path}: {exc}") from exc
+
+
+def _insert(db: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(
+            "INSERT OR IGNORE INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.id, e.recorded_us, e.subtype, e.action, e.outcome, e.client_id, e.client_key,
+              e.record) for e in entries])
+        db.executemany("INSERT OR IGNORE INTO audit_ref VALUES (?, ?, ?, ?)",
+                       [(param, target_id, target_type, e.id) for e in entries
+                        for param, target_type, target_id in e.references])
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _where(clauses: Sequence[Clause]) -> tuple[str, Params]:
+    """Every clause AND-ed; each clause's predicates OR-ed, `NOT` when negated."""
+    parts, params = [], []
+    for clause in clauses:
+        compiled = [_predicate(p) for p in clause.any_of]
+        sql = " OR ".join(f"({text})" for text, _ in compiled) or "0"
+        parts.append(f"NOT ({sql})" if clause.negate else f"({sql})")
+        params.extend(value for _, values in compiled for value in values)
+    return " AND ".join(parts) or "1", params
+
+
+def _predicate(predicate: Predicate) -> tuple[str, Params]:
+    if isinstance(predicate, IdMatch):
+        return f"a.id IN ({', '.join('?' for _ in predicate.ids)})", list(predicate.ids)
+    if isinstance(predicate, TokenMatch) and predicate.param in TOKEN_FIELDS:
+        if predicate.code is None:
+            return "1", []
+        return f"a.{predicate.param} = ?", [predicate.code]
+    if isinstance(predicate, ReferenceMatch) and predicate.target_id is not None:
+        sql = "SELECT id FROM audit_ref WHERE param = ? AND target_id = ?"
+        params: Params = [predicate.param, predicate.target_id]
+        if predicate.target_type is not None:
+            sql += " AND target_type = ?"
+            params.append(predicate.target_type)
+        return f"a.id IN ({sql})", params
+    if isinstance(predicate, DateMatch):
+        lower, upper = recorded_bounds(predicate)
+        tests = [(f"a.recorded {op} ?", bound) for op, bound in ((">=", lower), ("<", upper))
+                 if bound is not None]
+        return " AND ".join(text for text, _ in tests) or "1", [b for _, b in tests]
+    if isinstance(predicate, StringMatch):
+        if predicate.mode == "exact":
+            return "a.client_id = ?", [predicate.value]
+        escaped = predicate.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"{escaped}%" if predicate.mode == "startswith" else f"%{escaped}%"
+        return "a.client_key LIKE ? ESCAPE '\\'", [pattern]
+    raise ValueError(f"the audit log cannot search by {predicate!r}")
+
+
+def _order(keys: Sequence[SortKey]) -> str:
+    """The sort keys, then `id` in the first key's direction; newest first by default."""
+    keys = keys or (SortKey("date", "date", descending=True),)
+    columns: list[tuple[str, str]] = []
+    for key in keys:
+        column = _SORT_COLUMNS[key.kind]
+        if all(column != seen for seen, _ in columns):
+            columns.append((column, "DESC" if key.descending else "ASC"))
+    if all(column != "id" for column, _ in columns):
+        columns.append(("id", columns[0][1]))
+    return ", ".join(f"a.{column} {direction}" for column, direction in columns)

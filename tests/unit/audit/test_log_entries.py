@@ -1,0 +1,62 @@
+"""A logged record renders the same BALP AuditEvent as the record itself, and its search
+fields follow the R4 AuditEvent parameters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from fhir_server.audit.events import AuditRecord, build_audit_event, patients_of
+from fhir_server.audit.log_entries import audit_event, log_entry
+from fhir_server.fhir.validation import validate_resource
+from fhir_server.store.protocol import LoggedAudit
+
+SERVER = "http://clinic.example/fhir"
+WHEN = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
+APPOINTMENT = orjson.dumps({
+    "resourceType": "Appointment", "id": "a1",
+    "participant": [{"actor": {"reference": "http://clinic.example/fhir/Patient/p2/_history/4"}},
+                    {"actor": {"reference": "Practitioner/d1"}}],
+    "contained": [{"resourceType": "Patient", "link": [{"other": {"reference": "Patient/no"}}]}]})
+
+
+def a_read(status: int = 200, **fields: object) -> AuditRecord:
+    values: dict[str, object] = {"resource_type": "Appointment", "resource_id": "a1",
+                                 "version_id": "2", "client_id": "Front-Desk",
+                                 "fhir_user": "Practitioner/d1", "address": "10.0.0.7"}
+    values.update(fields)
+    return AuditRecord("read", status, WHEN, **values)  # type: ignore[arg-type]
+
+
+def test_the_rendered_event_is_the_records_event_with_id_and_meta() -> None:
+    record = a_read(body=APPOINTMENT, patient_id="p1")
+    entry = log_entry(record, "e1")
+    event = audit_event(LoggedAudit(entry.id, entry.record), server=SERVER)
+
+    expected = build_audit_event(record, server=SERVER,
+                                 patients=patients_of(record, ["Patient/p2"]))
+    assert event == {"resourceType": "AuditEvent", "id": "e1",
+                     "meta": {"lastUpdated": "2026-03-02T09:30:15.123Z"},
+                     **{k: v for k, v in expected.items() if k != "resourceType"}}
+    validate_resource(event, resource_type="AuditEvent")
+    assert b"participant" not in entry.record  # the body is scanned, not kept
+
+
+def test_search_fields_are_subtype_action_outcome_entities_patients_and_agents() -> None:
+    entry = log_entry(a_read(status=403, body=APPOINTMENT), "e1")
+
+    assert (entry.subtype, entry.action, entry.outcome) == ("read", "R", "4")
+    assert (entry.client_id, entry.client_key) == ("Front-Desk", "front-desk")
+    assert entry.recorded_us == int(WHEN.timestamp() * 1_000_000)
+    assert entry.references == (("entity", "Appointment", "a1"), ("entity", "Patient", "p2"),
+                                ("patient", "Patient", "p2"), ("agent", "Practitioner", "d1"))
+
+
+def test_a_patient_user_is_an_agent_and_a_patient() -> None:
+    entry = log_entry(a_read(fhir_user="Patient/p9", resource_type="Slot", resource_id="s1"),
+                      "e1")
+
+    assert ("agent", "Patient", "p9") in entry.references
+    assert ("patient", "Patient", "p9") in entry.references
+    assert ("entity", "Patient", "p9") not in entry.references  # not what was accessed
