@@ -33,6 +33,7 @@ from fhir_server.api import (
 from fhir_server.api.audit_trail import admitting, record_request
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
+from fhir_server.api.patient_web import install_patient_web
 from fhir_server.api.routing import FhirRouter
 from fhir_server.api.security import check_routes, guard
 from fhir_server.audit.writer import AuditWriter
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(monitoring.router)
+    install_patient_web(app, settings)
     prefix = _fhir_prefix(settings.base_url)
     # Public, and outside the guarded FHIR router: clients read it before holding a token.
     app.add_route(f"{prefix}/.well-known/smart-configuration", auth_web.smart_configuration,

@@ -23,6 +23,7 @@ from fhir_server.auth.server.clients import (
     new_client,
 )
 from fhir_server.fhir.errors import FhirError, InvalidRequest, StoreUnavailable
+from fhir_server.notify.links import LinkSecretError, SignedLinks
 from fhir_server.services.seeding import seed_demo, store_is_empty
 from fhir_server.services.slot_generation import (
     GenerationReport,
@@ -213,6 +214,17 @@ def clients_list() -> None:
     for client in ClientRegistry.in_data_dir(get_settings().data_dir).all():
         typer.echo(f"{client.client_id}\t{','.join(client.auth_methods)}\t{client.role}\t"
                    f"{' '.join(client.scopes)}")
+
+
+@app.command("calendar-url")
+def calendar_url(owner: str = typer.Argument(
+        ..., help="Practitioner/<id> (a busy-only feed) or Patient/<id>.")) -> None:
+    """Print the secret iCalendar feed URL of a practitioner or patient (see README)."""
+    try:
+        typer.echo(SignedLinks.from_settings(get_settings()).feed_url(owner))
+    except (ValueError, LinkSecretError) as error:
+        typer.echo(f"fhir-scheduler: {error}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 def main() -> None:
