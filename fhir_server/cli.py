@@ -22,6 +22,8 @@ from fhir_server.auth.server.clients import (
     ClientRegistryError,
     new_client,
 )
+from fhir_server.auth.server.launch import LaunchContext, bare_id, create_launch_id
+from fhir_server.auth.server.users import UserRegistry, UserRegistryError, new_user
 from fhir_server.fhir.errors import FhirError, InvalidRequest, StoreUnavailable
 from fhir_server.notify.links import LinkSecretError, SignedLinks
 from fhir_server.services.seeding import seed_demo, store_is_empty
@@ -78,8 +80,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     created = _run_prepare(settings, seed=seed_if_empty, only_if_empty=True)
-    if created:
+    if created:  # demo users (known passwords) only beside demo data, never in a real clinic
         typer.echo(f"Loaded {created} demo resources.")
+        _add_demo_users(settings)
     uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level=settings.log_level.lower(), access_log=False)
 
@@ -91,6 +94,14 @@ def seed() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     created = _run_prepare(settings, seed=True)
     typer.echo(f"Loaded {created} demo resources (existing ones were kept).")
+    _add_demo_users(settings)
+
+
+def _add_demo_users(settings: Settings) -> None:
+    """The demo users (one per role; passwords in the README) who log in at the login page."""
+    added = UserRegistry.in_data_dir(settings.data_dir).add_demo_users()
+    if added:
+        typer.echo(f"Added demo users: {', '.join(added)} (passwords: see README, Security).")
 
 
 async def _generate(settings: Settings, schedule_id: str | None,
@@ -195,7 +206,8 @@ def clients_add(client_id: str = typer.Option(..., "--client-id", help="The clie
                     "--redirect-uri", help="Allowed redirect URI (repeatable).")] = None,
                 role: str = typer.Option(DEFAULT_BACKEND_ROLE,
                                          help="Role of its backend-services tokens.")) -> None:
-    """Register a confidential client (a secret, a JWKS, or both)."""
+    """Register a client: confidential with a secret and/or a JWKS, or, with neither, a
+    public SMART app (PKCE only) that needs --redirect-uri."""
     settings = get_settings()
     try:
         keys = json.loads(jwks.read_text("utf-8")) if jwks else None
@@ -214,6 +226,73 @@ def clients_list() -> None:
     for client in ClientRegistry.in_data_dir(get_settings().data_dir).all():
         typer.echo(f"{client.client_id}\t{','.join(client.auth_methods)}\t{client.role}\t"
                    f"{' '.join(client.scopes)}")
+
+
+users_app = typer.Typer(help="People who log in at the embedded server's login page "
+                              "(data_dir/auth/users.json; for dev and single-site use).",
+                         no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(username: str = typer.Option(..., help="The login name."),
+              role: str = typer.Option(..., help="administrator, doctor, staff or patient."),
+              fhir_user: str = typer.Option(..., "--fhir-user",
+                                            help="Practitioner/<id> (Patient/<id> for a "
+                                                 "patient): the user's own record."),
+              password: str | None = typer.Option(
+                  None, help="The password (visible in the process list; prefer "
+                             "--password-stdin)."),
+              password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                  help="Read the password from stdin.")) -> None:
+    """Create a user who can log in to SMART apps through the standalone or EHR launch."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        typer.echo("fhir-scheduler: give --password or --password-stdin", err=True)
+        raise typer.Exit(code=2)
+    try:
+        user = new_user(username=username, password=password, role=role, fhir_user=fhir_user)
+        UserRegistry.in_data_dir(get_settings().data_dir).add(user)
+    except UserRegistryError as error:
+        typer.echo(f"fhir-scheduler: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"Added {username} ({user.role.value}, {fhir_user}).")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """One line per user: name, role, fhirUser."""
+    for user in UserRegistry.in_data_dir(get_settings().data_dir).all():
+        typer.echo(f"{user.username}\t{user.role.value}\t{user.fhir_user}")
+
+
+@app.command()
+def launch(patient: str | None = typer.Option(None, help="Launch patient, e.g. "
+                                                         "Patient/maria-garcia."),
+           encounter: str | None = typer.Option(None, help="Launch encounter, e.g. "
+                                                            "Encounter/visit-1."),
+           need_patient_banner: bool = typer.Option(
+               True, help="Whether the app must show its own patient banner."),
+           smart_style_url: str | None = typer.Option(None, help="The EHR's style URL."),
+           lifetime: int = typer.Option(3600, min=1, help="Seconds the launch id stays valid."),
+           ) -> None:
+    """Print an EHR launch id: give it to the app as `launch` (SMART EHR launch)."""
+    settings = get_settings()
+    if settings.auth_mode != "embedded":
+        typer.echo("fhir-scheduler: launch ids exist only in embedded auth mode", err=True)
+        raise typer.Exit(code=2)
+    try:
+        context = LaunchContext(
+            patient=bare_id(patient, "Patient") if patient else None,
+            encounter=bare_id(encounter, "Encounter") if encounter else None,
+            need_patient_banner=need_patient_banner, smart_style_url=smart_style_url)
+        keys = load_or_create_keys(settings.data_dir)
+    except (ValueError, KeyStoreError) as error:
+        typer.echo(f"fhir-scheduler: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(create_launch_id(keys, issuer=settings.issuer, context=context,
+                                now=datetime.now(UTC), lifetime=timedelta(seconds=lifetime)))
 
 
 @app.command("calendar-url")

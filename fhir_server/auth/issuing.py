@@ -53,6 +53,30 @@ def issue_access_token(keys: KeySet, *, issuer: str, audience: str, subject: str
                       headers={"kid": key.kid, "typ": "at+jwt"})
 
 
+def issue_id_token(keys: KeySet, *, issuer: str, client_id: str, subject: str,
+                   fhir_user: str | None, now: datetime, lifetime: timedelta,
+                   nonce: str | None = None, auth_time: int | None = None) -> str:
+    """An OpenID Connect ID token (RS256, as SMART requires) for the app `client_id`."""
+    key = keys.signing_key("RS256")
+    issued_at = int(now.timestamp())
+    payload: dict[str, Any] = {
+        "iss": issuer, "sub": subject, "aud": client_id, "iat": issued_at,
+        "exp": issued_at + int(lifetime.total_seconds()),
+        "auth_time": auth_time if auth_time is not None else issued_at,
+    }
+    optional = {"fhirUser": fhir_user, "nonce": nonce}
+    payload.update({name: value for name, value in optional.items() if value is not None})
+    return jwt.encode(payload, key.private_key, algorithm="RS256",
+                      headers={"kid": key.kid, "typ": "JWT"})
+
+
+def sign_server_jwt(keys: KeySet, payload: dict[str, Any], *, typ: str) -> str:
+    """A JWT only this server reads back (launch ids, refresh tokens), signed RS384."""
+    key = keys.signing_key("RS384")
+    return jwt.encode(payload, key.private_key, algorithm=key.alg,
+                      headers={"kid": key.kid, "typ": typ})
+
+
 def _scope_claim(scopes: str | Iterable[str]) -> str:
     """One space-separated string; a bare string is split, not iterated character by character."""
     items = scopes.split() if isinstance(scopes, str) else list(scopes)

@@ -254,13 +254,22 @@ async def test_smart_configuration_lists_only_what_is_supported(http: httpx.Asyn
     assert config["introspection_endpoint"] == f"{ISSUER}/introspect"
     assert config["revocation_endpoint"] == f"{ISSUER}/revoke"
     assert set(config["token_endpoint_auth_methods_supported"]) == {
-        "private_key_jwt", "client_secret_basic"}
+        "private_key_jwt", "client_secret_basic", "none"}
     assert config["token_endpoint_auth_signing_alg_values_supported"] == ["RS384", "ES384"]
-    assert config["grant_types_supported"] == ["client_credentials"]
+    assert set(config["grant_types_supported"]) == {
+        "authorization_code", "client_credentials", "refresh_token"}
+    assert config["authorization_endpoint"] == f"{ISSUER}/authorize"
+    assert config["code_challenge_methods_supported"] == ["S256"]
+    assert config["response_types_supported"] == ["code"]
+    # Each capability is exercised in test_smart_launch.py / test_smart_negatives.py.
     assert set(config["capabilities"]) == {
-        "client-confidential-asymmetric", "client-confidential-symmetric", "permission-v2",
-        "permission-v1"}
-    assert "authorization_endpoint" not in config
+        "launch-ehr", "launch-standalone", "authorize-post", "client-public",
+        "client-confidential-symmetric", "client-confidential-asymmetric",
+        "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient",
+        "context-banner", "context-style", "permission-offline", "permission-online",
+        "permission-patient", "permission-user", "permission-v2", "permission-v1",
+        "sso-openid-connect"}
+    assert "context-standalone-encounter" not in config["capabilities"]
     assert (await http.get(config["jwks_uri"])).status_code == 200
 
 
@@ -273,7 +282,8 @@ async def test_capability_statement_security_names_smart_and_the_oauth_uris(
     (uris,) = [e for e in security["extension"] if e["url"] ==
                "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"]
     assert {e["url"]: e["valueUri"] for e in uris["extension"]} == {
-        "token": TOKEN_URL, "revoke": f"{ISSUER}/revoke", "introspect": f"{ISSUER}/introspect"}
+        "authorize": f"{ISSUER}/authorize", "token": TOKEN_URL, "revoke": f"{ISSUER}/revoke",
+        "introspect": f"{ISSUER}/introspect"}
 
 
 async def test_external_mode_has_no_embedded_endpoints_or_discovery(tmp_path: Path) -> None:

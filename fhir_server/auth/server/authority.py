@@ -1,4 +1,7 @@
-"""authlib's framework-agnostic `AuthorizationServer`, configured for SMART backend services.
+"""authlib's framework-agnostic `AuthorizationServer`, configured for SMART.
+
+SMART App Launch (authorization code with PKCE, refresh) lives in `grants.py`; this module
+holds the server itself and backend services:
 
 - `client_credentials` (authlib's `ClientCredentialsGrant`) with `client_secret_basic` or
   `private_key_jwt` (authlib's `JWTBearerClientAssertion`, RFC 7523): RS384 or ES384 only,
@@ -7,7 +10,8 @@
   requested means all of them. Access tokens are our RFC 9068 JWTs (`issue_access_token`),
   valid for `ACCESS_TOKEN_LIFETIME`, carrying the client's role.
 - Introspection (RFC 7662): a client sees its own tokens; any other token is `active: false`.
-  Revocation (RFC 7009): a client revokes its own tokens; the `jti` is kept until expiry.
+  Revocation (RFC 7009): a client revokes its own access and refresh tokens; the `jti` is
+  kept until expiry.
 - Client authentication failures are throttled per claimed client id (`FailureThrottle`):
   while a client must wait, every attempt is 429 `invalid_client` with `Retry-After`.
 """
@@ -40,7 +44,18 @@ from joserfc.jwk import KeySet as JoseKeySet
 from fhir_server.auth.issuing import issue_access_token
 from fhir_server.auth.keys import KeySet
 from fhir_server.auth.server.clients import ClientRecord, ClientRegistry
+from fhir_server.auth.server.grants import (
+    CodeStore,
+    S256Only,
+    SmartAuthorizationCodeGrant,
+    SmartLaunch,
+    SmartRefreshTokenGrant,
+    user_token_response,
+)
+from fhir_server.auth.server.launch import Grantee, LaunchIds
+from fhir_server.auth.server.refresh import RefreshGrant, RefreshTokens
 from fhir_server.auth.server.revocations import FailureThrottle, RevocationList, SeenAssertions
+from fhir_server.auth.server.users import UserRegistry
 from fhir_server.auth.tokens import Claims, InvalidToken, StaticJwks, TokenValidator
 
 ACCESS_TOKEN_LIFETIME = timedelta(seconds=300)
@@ -54,6 +69,10 @@ class Endpoints:
     """The embedded server's URLs; `issuer` is the `iss` of its tokens."""
 
     issuer: str
+
+    @property
+    def authorize(self) -> str:
+        return f"{self.issuer}/authorize"
 
     @property
     def token(self) -> str:
@@ -186,8 +205,20 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
 
 
 class Revocation(_TokenLookup, RevocationEndpoint):
-    def revoke_token(self, token: IssuedToken, request: OAuth2Request) -> None:
-        if token.claims.jti is not None:
+    """Access and refresh tokens; public apps revoke theirs by `client_id` alone (RFC 7009)."""
+
+    CLIENT_AUTH_METHODS = [*AUTH_METHODS, "none"]
+    SUPPORTED_TOKEN_TYPES = ("access_token", "refresh_token")
+
+    def query_token(self, token_string: str,
+                    token_type_hint: str | None) -> IssuedToken | RefreshGrant | None:
+        return (self.server.verified_token(token_string)
+                or self.server.refresh_tokens.verified(token_string))
+
+    def revoke_token(self, token: IssuedToken | RefreshGrant, request: OAuth2Request) -> None:
+        if isinstance(token, RefreshGrant):
+            self.server.revocations.revoke(token.jti, token.expires_at)
+        elif token.claims.jti is not None:
             self.server.revocations.revoke(token.claims.jti, token.claims.expires_at.timestamp())
 
 
@@ -196,11 +227,13 @@ class EmbeddedAuthorizationServer(AuthorizationServer):
 
     def __init__(self, *, keys: KeySet, clients: ClientRegistry, revocations: RevocationList,
                  endpoints: Endpoints, audience: str,
+                 users: UserRegistry | None = None,
                  clock: Callable[[], float] = time.time,
                  throttle: FailureThrottle | None = None) -> None:
         super().__init__()
         self.keys = keys
         self.clients = clients
+        self.users = users
         self.revocations = revocations
         self.endpoints = endpoints
         self.audience = audience
@@ -211,7 +244,14 @@ class EmbeddedAuthorizationServer(AuthorizationServer):
         self.register_client_auth_method(
             "private_key_jwt", PrivateKeyJwt(endpoints.token, SeenAssertions(clock=clock), clock))
         self.register_token_generator("default", self._generate_token)
+        self.codes = CodeStore(clock)
+        self.refresh_tokens = RefreshTokens(keys, issuer=endpoints.issuer,
+                                            revocations=revocations, clock=clock)
+        self.launch_ids = LaunchIds(keys, issuer=endpoints.issuer, clock=clock)
         self.register_grant(BackendServicesGrant)
+        self.register_grant(SmartAuthorizationCodeGrant,
+                            [S256Only(), SmartLaunch(self.launch_ids, audience)])
+        self.register_grant(SmartRefreshTokenGrant)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
 
@@ -250,6 +290,10 @@ class EmbeddedAuthorizationServer(AuthorizationServer):
     def _generate_token(self, *, grant_type: str, client: ClientRecord, user: Any = None,
                         scope: str | None = None, expires_in: int | None = None,
                         include_refresh_token: bool = False) -> dict[str, Any]:
+        if isinstance(user, Grantee):
+            return user_token_response(self, client=client, grantee=user,
+                                       scopes=(scope or "").split(),
+                                       include_refresh_token=include_refresh_token)
         granted = scope.split() if scope else list(client.scopes)
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
         token = issue_access_token(

@@ -2,8 +2,10 @@
 
 `data_dir/auth/clients.json` holds each registered client: its id, an scrypt hash of its
 secret (never the secret), its public JWKS (for `private_key_jwt`), redirect URIs, the scopes
-it may be granted and the role its backend tokens carry. It is meant for development and a
-single site; a deployment with many clients uses an external IdP.
+it may be granted and the role its backend tokens carry. A client with neither secret nor
+JWKS is a public SMART app (`token_endpoint_auth_method` `none`, PKCE only) and needs a
+redirect URI. It is meant for development and a single site; a deployment with many clients
+uses an external IdP.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from typing import Any
 
 from fhir_server.auth.roles import definition_of
 from fhir_server.auth.scopes import parse_scopes
+from fhir_server.auth.server.scope_grant import within_registration
 from fhir_server.fhir.errors import InvalidRequest
 
 # Backend services act for an organisation, not a person: `staff` books for anyone, sends
 # reminders and handles cancellations, but manages no availability and reads no audit trail.
 DEFAULT_BACKEND_ROLE = "staff"
-GRANT_TYPES = ("client_credentials",)
+BACKEND_GRANT_TYPES = ("client_credentials",)
+APP_GRANT_TYPES = ("authorization_code", "refresh_token")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -66,8 +70,14 @@ class ClientRecord:
     @property
     def auth_methods(self) -> tuple[str, ...]:
         """The token-endpoint authentication methods this client's credentials allow."""
-        return (*(("client_secret_basic",) if self.secret_hash else ()),
-                *(("private_key_jwt",) if self.jwks else ()))
+        methods = (*(("client_secret_basic",) if self.secret_hash else ()),
+                   *(("private_key_jwt",) if self.jwks else ()))
+        return methods or ("none",)
+
+    @property
+    def is_public(self) -> bool:
+        """A SMART app that holds no credential (it proves itself with PKCE alone)."""
+        return self.auth_methods == ("none",)
 
     # authlib.oauth2.rfc6749.ClientMixin
     def get_client_id(self) -> str:
@@ -77,7 +87,7 @@ class ClientRecord:
         return self.redirect_uris[0] if self.redirect_uris else None
 
     def get_allowed_scope(self, scope: str) -> str:
-        return " ".join(s for s in scope.split() if s in self.scopes)
+        return " ".join(within_registration(scope.split(), self.scopes))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris
@@ -89,16 +99,19 @@ class ClientRecord:
         return method in self.auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
-        return False  # the authorization-code flow does not exist yet
+        return response_type == "code" and bool(self.redirect_uris)
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in GRANT_TYPES and bool(self.auth_methods)
+        if grant_type in APP_GRANT_TYPES:
+            return bool(self.redirect_uris)
+        return grant_type in BACKEND_GRANT_TYPES and not self.is_public
 
 
 def new_client(*, client_id: str, scope: str, secret: str | None = None,
                jwks: Mapping[str, Any] | None = None, redirect_uris: Sequence[str] = (),
                role: str = DEFAULT_BACKEND_ROLE) -> ClientRecord:
-    """A checked registration: known role, parseable scopes, a credential, public keys only."""
+    """A checked registration: known role, parseable scopes, public keys only, and a
+    credential unless it is a public app with a redirect URI."""
     if not client_id or any(c.isspace() or c == ":" for c in client_id):
         raise ClientRegistryError(f"invalid client id {client_id!r}")
     try:
@@ -108,8 +121,13 @@ def new_client(*, client_id: str, scope: str, secret: str | None = None,
         raise ClientRegistryError(str(error)) from None
     if not scope.split():
         raise ClientRegistryError("a client needs at least one scope")
-    if secret is None and jwks is None:
-        raise ClientRegistryError("a client needs a secret or a JWKS (confidential clients only)")
+    if secret is None and jwks is None and not redirect_uris:
+        raise ClientRegistryError("a client needs a secret or a JWKS, or a redirect URI as a "
+                                  "public SMART app")
+    for uri in redirect_uris:
+        if not uri.startswith(("https://", "http://")) or "#" in uri:
+            raise ClientRegistryError(f"redirect URI {uri!r} must be an absolute http(s) URL "
+                                      "without a fragment")
     if jwks is not None:
         _check_public_jwks(jwks)
     return ClientRecord(client_id=client_id, scopes=tuple(scope.split()), role=role,

@@ -44,9 +44,10 @@ class RevocationList:
             self._prune()
             self._write()
 
-    def is_revoked(self, jti: str) -> bool:
+    def is_revoked(self, jti: str, *, fresh: bool = False) -> bool:
+        """True when `jti` is revoked; `fresh` re-reads the file now (before a single use)."""
         now = time.monotonic()
-        if now - self._checked_at >= RELOAD_INTERVAL_S:
+        if fresh or now - self._checked_at >= RELOAD_INTERVAL_S:
             with self._lock:
                 self._checked_at = now
                 self._reload()

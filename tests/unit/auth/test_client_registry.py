@@ -42,7 +42,8 @@ def test_a_jwks_client_authenticates_only_by_assertion(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"client_id": "x", "scope": "system/*.rs"},  # no credential: public clients not yet
+    {"client_id": "x", "scope": "system/*.rs"},  # no credential and no redirect URI
+    {"client_id": "x", "scope": "launch/patient", "redirect_uris": ["javascript:alert(1)"]},
     {"client_id": "x", "scope": "system/*.rs", "secret": "s", "role": "superuser"},
     {"client_id": "x", "scope": "", "secret": "s"},
     {"client_id": "has space", "scope": "system/*.rs", "secret": "s"},
