@@ -32,7 +32,7 @@ from fhir_server.fhir.errors import (
 from fhir_server.fhir.parameters import parameter_expression
 from fhir_server.scheduling.slot_hold import slot_ids
 from fhir_server.scheduling.state_machine import BOOKED, CANCELLED, PENDING, PROPOSED
-from fhir_server.services import booking, resources
+from fhir_server.services import booking, outbox, resources
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import body_of
 from fhir_server.services.versions import new_id
@@ -70,7 +70,14 @@ class BookOutcome:
 
 async def book_operation(ctx: FhirContext, request: BookRequest, *,
                          now: datetime) -> BookOutcome:
-    """Book, confirm, modify, cancel or replace as the module docstring says."""
+    """Book, confirm, modify, cancel or replace as the module docstring says, then plan the
+    messages the resulting appointment calls for."""
+    outcome = await _book(ctx, request, now=now)
+    await outbox.appointment_changed(ctx, outcome.appointment, now=now)
+    return outcome
+
+
+async def _book(ctx: FhirContext, request: BookRequest, *, now: datetime) -> BookOutcome:
     current = await _current(ctx, request.target)
     if request.cancelled_id is not None:
         return await _replace(ctx, request, current, now=now)

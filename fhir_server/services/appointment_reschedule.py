@@ -15,7 +15,7 @@ from typing import Any
 from fhir_server.fhir.errors import BusinessRuleViolation, ResourceNotFound
 from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.parameters import parameter_expression
-from fhir_server.services import booking, resources
+from fhir_server.services import booking, outbox, resources
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import body_of
 from fhir_server.store.protocol import StoredResource
@@ -37,7 +37,9 @@ async def reschedule_operation(ctx: FhirContext, id: str, request: RescheduleReq
                                now: datetime) -> StoredResource:
     """Move Appointment `id` as requested; the moved version."""
     wanted = request.appointment or await _moved_body(ctx, id, request)
-    return await booking.reschedule(ctx, id, wanted, now=now)
+    moved = await booking.reschedule(ctx, id, wanted, now=now)
+    await outbox.appointment_changed(ctx, moved, now=now)
+    return moved
 
 
 async def _moved_body(ctx: FhirContext, id: str, request: RescheduleRequest) -> Resource:

@@ -25,7 +25,7 @@ from typing import Any
 
 from fhir_server.fhir.errors import BusinessRuleViolation, Conflict, FhirError, VersionConflict
 from fhir_server.scheduling.state_machine import FINAL_STATES, apply_participant_response
-from fhir_server.services import booking, resources
+from fhir_server.services import booking, outbox, resources
 from fhir_server.services.context import FhirContext, ResourceChange
 from fhir_server.services.slot_claims import body_of
 from fhir_server.store.protocol import StoredResource, WriteConflict
@@ -109,9 +109,10 @@ async def apply_response(ctx: FhirContext, response: _Response, *, now: datetime
                 current = await resources.commit_change(ctx, ResourceChange(
                     "Appointment", current.id, in_step, current, "PUT", now))
             if after["status"] != before["status"]:
-                await booking.change_status(ctx, current.id, after["status"], now=now,
-                                            reason=after.get("cancelationReason"),
-                                            expected_version=current.version_id)
+                moved = await booking.change_status(ctx, current.id, after["status"], now=now,
+                                                    reason=after.get("cancelationReason"),
+                                                    expected_version=current.version_id)
+                await outbox.appointment_changed(ctx, moved, now=now)
             return
         except (WriteConflict, VersionConflict):
             continue

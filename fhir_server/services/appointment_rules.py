@@ -10,14 +10,17 @@ The incoming `overbooking` extension is the REST way to ask for an overbooking o
 `replaces` extension other than the stored one is refused (422): only `$book` with
 `cancelled-appt-id` links a replacement, because recovery cancels what it names.
 Every appointment write expects `change.current`, so a stale one raises `WriteConflict`.
+Each stored version then plans its messages (`outbox.appointment_changed`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fhir_server.scheduling.slot_hold import overbooking_reason, slot_ids
 from fhir_server.scheduling.state_machine import holds_time
+from fhir_server.services import outbox
 from fhir_server.services.booking import BookingOptions, apply_change
 from fhir_server.services.context import FhirContext, ResourceChange
 from fhir_server.services.resources import commit_plain
@@ -31,18 +34,23 @@ class AppointmentRules:
     transactional = False
 
     async def write(self, ctx: FhirContext, change: ResourceChange) -> StoredResource:
-        if change.resource is None:
-            return await _delete(ctx, change)
-        # The API refused an overbooking request from a role that may not overbook.
-        options = BookingOptions(may_use_emergency=ctx.caller.may_use_emergency,
-                                 overbook_reason=overbooking_reason(change.resource))
-        return await apply_change(ctx, dict(change.resource), id=change.id,
-                                  current=change.current, now=change.now, options=options,
-                                  method=change.method)
+        stored = await _delete(ctx, change) if change.resource is None else await _change(
+            ctx, change, dict(change.resource))
+        await outbox.appointment_changed(ctx, stored, now=change.now)
+        return stored
 
     async def after_commit(self, ctx: FhirContext, stored: StoredResource, *,
                            now: datetime) -> None:
         return None  # never committed as a plain version: `transactional` is False
+
+
+async def _change(ctx: FhirContext, change: ResourceChange,
+                  resource: dict[str, Any]) -> StoredResource:
+    # The API refused an overbooking request from a role that may not overbook.
+    options = BookingOptions(may_use_emergency=ctx.caller.may_use_emergency,
+                             overbook_reason=overbooking_reason(resource))
+    return await apply_change(ctx, resource, id=change.id, current=change.current,
+                              now=change.now, options=options, method=change.method)
 
 
 async def _delete(ctx: FhirContext, change: ResourceChange) -> StoredResource:
