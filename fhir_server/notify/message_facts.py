@@ -89,7 +89,7 @@ async def gather_facts(ctx: FhirContext, request: Mapping[str, Any]) -> MessageF
     location = await _resolve(ctx, _first(actors, "Location"), "Location")
     service = await _healthcare_service(ctx, appointment, actors, location)
     organization = await _organization(ctx, service, location, patient, request)
-    zone = await _time_zone(ctx, appointment, actors) if appointment else UTC
+    zone = await appointment_time_zone(ctx, appointment) if appointment else UTC
     requested = _list(appointment.get("requestedPeriod"))[:1] if appointment else []
     period = requested[0] if requested and isinstance(requested[0], Mapping) else {}
     return MessageFacts(
@@ -184,8 +184,8 @@ async def _organization(ctx: FhirContext, service: Resource | None, location: Re
     return None
 
 
-async def _time_zone(ctx: FhirContext, appointment: Resource,
-                     actors: Sequence[Mapping[str, Any]]) -> tzinfo:
+async def appointment_time_zone(ctx: FhirContext, appointment: Mapping[str, Any]) -> tzinfo:
+    """The clinic's zone for this appointment (see the module docstring for the sources)."""
     own = _extension_zone(appointment)
     if own is not None:
         return own
@@ -194,7 +194,7 @@ async def _time_zone(ctx: FhirContext, appointment: Resource,
     schedule = await _resolve(ctx, (slot or {}).get("schedule"), "Schedule")
     if schedule is not None and (zone := schedule_time_zone(schedule)) is not None:
         return zone
-    for actor in actors:
+    for actor in _participants(appointment):
         reference = actor.get("reference")
         if not isinstance(reference, str):
             continue
@@ -233,7 +233,7 @@ def _reference_id(reference: Any, resource_type: str, *, base_url: str = "") -> 
     return id if kind == resource_type and id and "/" not in id else None
 
 
-def _participants(appointment: Resource | None) -> list[Mapping[str, Any]]:
+def _participants(appointment: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     return [p["actor"] for p in _list((appointment or {}).get("participant"))
             if isinstance(p, Mapping) and isinstance(p.get("actor"), Mapping)
             and p.get("status") != "declined"]

@@ -60,10 +60,8 @@ class SmtpSender:
         self._starttls, self._timeout_s = starttls, timeout_s
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SmtpSender | None:
-        """The sender, or None when no SMTP host is configured."""
-        if not settings.smtp_host:
-            return None
+    def from_settings(cls, settings: Settings) -> SmtpSender:
+        """The sender over the configured relay (SMTP settings all have defaults)."""
         return cls(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
                    username=settings.smtp_username, password=settings.smtp_password,
                    starttls=settings.smtp_starttls, timeout_s=settings.smtp_timeout_s)
