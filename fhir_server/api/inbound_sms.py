@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from fhir_server.api.dependencies import fhir_context
+from fhir_server.api.patient_audit import audit_reply
 from fhir_server.fhir.errors import FhirError
 from fhir_server.notify.links import SignedLinks
 from fhir_server.notify.twilio_signature import signature_is_valid
@@ -98,6 +99,7 @@ async def inbound_sms(request: Request) -> Response:
     except FhirError as error:
         log.warning("SMS %s of Appointment/%s failed: %s", keyword, upcoming.id, error)
         return _twiml(words["failed"])
+    audit_reply(request, reply, channel="sms-reply")
     return _twiml(words.get(reply.outcome, words["failed"]).format(when=when))
 
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from fhir_server.api.dependencies import fhir_context
+from fhir_server.api.patient_audit import audit_reply
 from fhir_server.fhir.errors import (
     BusinessRuleViolation,
     Conflict,
@@ -96,6 +97,7 @@ async def follow_link(request: Request, token: str) -> Response:
                           via="through a link")
     except FhirError as error:
         return _failure(error)
+    audit_reply(request, reply, channel="patient-link")
     heading, message = _DONE[reply.outcome]
     return _page("link_result.html", heading=heading, message=message, view=reply.view)
 

@@ -16,3 +16,4 @@ def install_patient_web(app: FastAPI, settings: Settings) -> None:
     app.state.sms_auth_token = settings.sms_auth_token
     for module in (calendar_feed, patient_links, inbound_sms):
         app.include_router(module.router)
+

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from fhir_server.notify.links import LinkAction, SignedLinks, load_or_create_secret
+from tests.e2e.audit_support import audit_events
 from tests.e2e.checks import versions_written
 from tests.e2e.patient_web import (
     MARIA,
@@ -229,3 +230,19 @@ async def test_links_need_no_bearer_token_but_the_fhir_api_still_does(clinic: Cl
 
     assert (await clinic.web.get(f"/fhir/Appointment/{soon['id']}")).status_code == 401
     assert isinstance(clinic.web, httpx.AsyncClient)
+
+
+async def test_changes_by_sms_and_link_are_audited_with_the_patient_as_agent(
+        clinic: Clinic) -> None:
+    soon = await book_for_maria(clinic, SOON)
+    later = await book_for_maria(clinic, LATER)
+
+    await text(clinic, "C")
+    await clinic.web.post(clinic.links.cancel(later["id"]).removeprefix(ORIGIN))
+    await clinic.web.get(clinic.links.cancel(soon["id"]).removeprefix(ORIGIN))  # no change
+
+    by_maria = await audit_events(clinic.fhir, f"agent={MARIA}")
+    changed = [(e["entity"][0]["what"]["reference"].split("/_history/")[0], e["action"])
+               for e in by_maria]
+    assert sorted(changed) == \
+        sorted([(f"Appointment/{soon['id']}", "U"), (f"Appointment/{later['id']}", "U")])
