@@ -84,7 +84,7 @@ async def compose(ctx: FhirContext, request: Mapping[str, Any], *, channel: Chan
                              permanent=True)
     templates = template_environment(settings.templates_dir)
     chosen = _language(templates, kind, channel, (language, settings.default_language, "en"))
-    variables = _variables(kind, chosen, facts, links)
+    variables = template_variables(kind, chosen, facts, links)
 
     def render(name: str) -> str:
         return templates.get_template(f"{chosen}/{name}.j2").render(variables)
@@ -114,7 +114,7 @@ def _language(templates: Environment, kind: MessageKind, channel: ChannelName,
     raise TemplateNotFound(f"{candidates[-1]}/{kind}.{BODY_PART[channel]}.j2")
 
 
-def _variables(kind: MessageKind, language: str, facts: MessageFacts,
+def template_variables(kind: MessageKind, language: str, facts: MessageFacts,
                links: Links) -> dict[str, Any]:
     """What every template may use (README, "Email (SMTP)", lists them)."""
     visit = facts.visit

@@ -274,6 +274,19 @@ async def test_an_sms_is_short_with_the_key_facts_and_reply_codes(ctx: FhirConte
     assert "Reply C to confirm, X to cancel, R to reschedule" in message.text
 
 
+async def test_an_overlong_sms_from_an_override_is_cut_to_320_characters(
+        ctx: FhirContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "reminder.sms.j2").write_text("{{ 'Please come. ' * 40 }}")
+    monkeypatch.setenv("FHIR_SCHEDULER_TEMPLATES_DIR", str(tmp_path))
+    get_settings.cache_clear()
+
+    message = await write(ctx, MessageKind.REMINDER, channel=ChannelName.SMS)
+
+    assert len(message.text) <= 320 and message.text.endswith("…")
+    assert message.text.startswith("Please come. Please come.")
+
+
 async def test_a_voice_script_is_plain_sentences_without_links(ctx: FhirContext) -> None:
     message = await write(ctx, MessageKind.CONFIRMATION, channel=ChannelName.VOICE)
 
