@@ -27,6 +27,7 @@ from fhir_server.fhir.parameters import Parameters, parameter_expression
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.services import booking
 from fhir_server.services.appointment_book import AppointmentTarget
+from fhir_server.services.booking_rights import booking_options
 from fhir_server.services.context import FhirContext
 from fhir_server.store.protocol import StoredResource
 
@@ -101,5 +102,6 @@ async def hold(request: Request) -> Response:
     hold_for = hold_duration(params)
     now = utc_now()
     stored = await booking.hold(ctx, target.resource, appointment_id=target.id, now=now,
-                                hold_for=hold_for, options=booking.BookingOptions())
+                                hold_for=hold_for,
+                                options=booking_options(ctx, target.resource))
     return appointment_bundle_response(ctx, stored, operation="hold", now=now)

@@ -9,15 +9,22 @@
   search parser; alternatives OR-ed), checked on read with the same query; writes under a
   constrained grant are refused (403), since no stored query can vouch for a body not yet
   written.
+- Practitioner compartment (a doctor): the same as the patient compartment, for the
+  appointments, responses and messages the doctor takes part in (search clause, 404 on read,
+  403 on a write before or after the change).
+- Seen patients (a doctor): reading a Patient needs an Appointment with both
+  (`services/care_relationships`), else 404; Patient searches and Patient `_include`s are
+  narrowed to the patients of the doctor's recent appointments (this server has no `_has`).
+- A patient token writes only appointments whose Patient participants are all itself.
 - Own schedule (doctor): a Schedule or Slot write must be of the doctor's own schedule,
-  before and after the change; `$generate-slots` only on the doctor's schedule.
+  before and after the change; `$generate-slots` is judged in `api/operation_narrowing.py`.
 - Overbooking: only roles with `may_overbook` may send the overbooking extension.
-- `seen_by` (a doctor reads only patients they see) is NOT enforced yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from itertools import product
 from typing import Any
 
@@ -26,17 +33,16 @@ import orjson
 from starlette.requests import Request
 
 from fhir_server.api.dependencies import fhir_context
-from fhir_server.api.request_parsing import utc_now
-from fhir_server.auth.compartment import PatientCompartment
+from fhir_server.api.request_parsing import search_params, utc_now
+from fhir_server.auth.compartment import PATIENT
 from fhir_server.auth.policy import Access, AccessDenied, Decision, decide
 from fhir_server.fhir.errors import FhirError, ResourceNotFound
-from fhir_server.fhir.parameters import Parameters
-from fhir_server.fhir.search.model import Clause
+from fhir_server.fhir.search.model import Clause, IdMatch
 from fhir_server.fhir.search.parse import parse_search
 from fhir_server.scheduling.slot_hold import OVERBOOKING_URL, overbooking_reason
-from fhir_server.services import resources
+from fhir_server.services import care_relationships, resources
 from fhir_server.services.context import FhirContext
-from fhir_server.services.schedule_owner import owns_schedule, owns_slot
+from fhir_server.services.schedule_owner import local_reference, owns_schedule, owns_slot
 from fhir_server.services.search import search
 from fhir_server.store.protocol import StoredResource
 
@@ -44,40 +50,52 @@ Resource = Mapping[str, Any]
 READS = frozenset({"read", "vread", "history-instance"})
 WRITES = frozenset({"create", "update", "patch", "delete"})
 AVAILABILITY = frozenset({"Schedule", "Slot"})
+INCLUDES = ("_include", "_revinclude")
+
+# A doctor's seen patients, looked up before a search with includes runs (the include filter
+# is synchronous): (the doctor's reference, their patients' ids).
+_seen_for_includes: ContextVar[tuple[str, frozenset[str]] | None] = ContextVar(
+    "seen_for_includes", default=None)
 
 
 async def check_request(request: Request, interaction: str, resource_type: str,
-                        operation: str | None, access: Access, decision: Decision) -> None:
+                        access: Access, decision: Decision) -> None:
     """Refuse (403) or hide (404) what the decision's restrictions do not allow."""
     ctx = fhir_context(request)
     if interaction == "history-type":
         if confines(decision, resource_type) or decision.scope_constraints:
             raise AccessDenied("History of a whole type is not available to a token confined "
-                               "to a patient or by scope constraints; search instead")
+                               "to a compartment or by scope constraints; search instead")
     elif interaction in READS:
         await _check_read(request, ctx, resource_type, decision)
     elif interaction in WRITES:
         await _check_write(request, ctx, interaction, resource_type, access, decision)
-    elif interaction == "operation":
-        await _check_operation(request, ctx, operation or "", access, decision)
+    elif interaction == "search-type" and _reads_seen_patients_only(access):
+        await _remember_seen_patients(request, ctx, access)
 
 
 def confines(decision: Decision, resource_type: str) -> bool:
-    """True when the decision keeps `resource_type` inside a patient compartment."""
-    return decision.compartment is not None and decision.compartment.confines(resource_type)
+    """True when the decision keeps `resource_type` inside a compartment or seen patients."""
+    return ((decision.compartment is not None and decision.compartment.confines(resource_type))
+            or (decision.practitioner_compartment is not None
+                and decision.practitioner_compartment.confines(resource_type))
+            or (decision.seen_by is not None and resource_type == PATIENT))
 
 
 async def search_clauses(ctx: FhirContext, decision: Decision | None,
                          resource_type: str) -> list[Clause]:
-    """Clauses every search under `decision` must AND in: compartment, scope constraints."""
+    """Clauses every search under `decision` must AND in: compartments, seen patients, scope
+    constraints and the narrowed chains of this request."""
     if decision is None:
         return []
-    clauses: list[Clause] = []
-    if decision.compartment is not None:
-        found = decision.compartment.search_clause(resource_type)
-        if found is not None:
-            clauses.append(found)
+    clauses = [found for compartment in (decision.compartment, decision.practitioner_compartment)
+               if compartment is not None
+               and (found := compartment.search_clause(resource_type)) is not None]
+    if decision.seen_by is not None and resource_type == PATIENT:
+        seen = await care_relationships.seen_patients(ctx, _id_of(decision.seen_by))
+        clauses.append(Clause((IdMatch(tuple(sorted(seen))),) if seen else ()))
     clauses += constraint_clauses(ctx, resource_type, decision.constraints_on(resource_type))
+    clauses += decision.chain_clauses
     return clauses
 
 
@@ -113,29 +131,60 @@ def admits_included(access: Access, stored: StoredResource, *, ctx: FhirContext,
         decision = decisions[kind] = decide(access, interaction="read", resource_type=kind)
     if not decision.allowed or decision.constraints_on(kind):
         return False
-    if not confines(decision, kind):
+    if decision.seen_by is not None and kind == PATIENT:
+        remembered = _seen_for_includes.get()
+        if remembered is None or remembered[0] != decision.seen_by or \
+                stored.id not in remembered[1]:
+            return False
+    if not _compartments_confine(decision, kind):
         return True
-    assert decision.compartment is not None
-    return _in_compartment(decision.compartment, ctx, kind, stored)
+    return stored.body is not None and _admits(decision, ctx, kind, orjson.loads(stored.body))
 
 
-def _in_compartment(compartment: PatientCompartment, ctx: FhirContext, kind: str,
-                    stored: StoredResource) -> bool:
-    if stored.body is None:
-        return False
-    return compartment.admits(kind, orjson.loads(stored.body), registry=ctx.registry,
-                              base_url=ctx.base_url)
+def _compartments_confine(decision: Decision, kind: str) -> bool:
+    return any(compartment is not None and compartment.confines(kind)
+               for compartment in (decision.compartment, decision.practitioner_compartment))
+
+
+def _admits(decision: Decision, ctx: FhirContext, kind: str, resource: Resource) -> bool:
+    """True when every compartment of the decision admits the resource (JSON)."""
+    return all(compartment is None or compartment.admits(
+        kind, resource, registry=ctx.registry, base_url=ctx.base_url)
+        for compartment in (decision.compartment, decision.practitioner_compartment))
+
+
+def _reads_seen_patients_only(access: Access) -> bool:
+    role = access.capabilities
+    return role is not None and role.reads_seen_patients_only
+
+
+async def _remember_seen_patients(request: Request, ctx: FhirContext, access: Access) -> None:
+    """Before a doctor's search with includes: whose Patient resources it may include."""
+    if not any(name.startswith(INCLUDES) for name, _ in await search_params(request)):
+        return
+    seer = decide(access, interaction="read", resource_type=PATIENT).seen_by
+    if seer is not None:
+        _seen_for_includes.set(
+            (seer, await care_relationships.seen_patients(ctx, _id_of(seer))))
+
+
+def _id_of(reference: str) -> str:
+    """The id in `Type/id`."""
+    return reference.rsplit("/", 1)[-1]
 
 
 async def _check_read(request: Request, ctx: FhirContext, resource_type: str,
                       decision: Decision) -> None:
-    """A confined or constrained read of something outside the caller's reach is a 404."""
+    """A narrowed read of something outside the caller's reach is a 404."""
     constraints = decision.constraints_on(resource_type)
     if not confines(decision, resource_type) and not constraints:
         return
     id = request.path_params["id"]
     version = request.path_params.get("version_id")
     hidden = ResourceNotFound(f"{resource_type}/{id} is not known")
+    if decision.seen_by is not None and resource_type == PATIENT and \
+            not await care_relationships.has_seen(ctx, _id_of(decision.seen_by), id):
+        raise hidden
     try:
         stored = (await resources.vread(ctx, resource_type, id, version) if version
                   else await resources.read(ctx, resource_type, id))
@@ -143,10 +192,10 @@ async def _check_read(request: Request, ctx: FhirContext, resource_type: str,
         return  # the endpoint answers 404 itself
     except FhirError:
         raise hidden from None  # 410 would confirm the resource existed
-    if confines(decision, resource_type):
-        assert decision.compartment is not None
-        if not _in_compartment(decision.compartment, ctx, resource_type, stored):
-            raise hidden
+    if _compartments_confine(decision, resource_type) and (
+            stored.body is None
+            or not _admits(decision, ctx, resource_type, orjson.loads(stored.body))):
+        raise hidden
     if constraints:
         extra = constraint_clauses(ctx, resource_type, constraints)
         found = await search(ctx, resource_type, [("_id", id)], now=utc_now(), extra=extra)
@@ -168,8 +217,8 @@ async def _check_write(request: Request, ctx: FhirContext, interaction: str,
         after = body if isinstance(body, dict) else None
     await check_change(ctx, access, decision, resource_type, current=current, after=after)
     if (interaction == "patch" and resource_type == "Appointment"
-            and not _may_overbook(access) and OVERBOOKING_URL.encode() in await request.body()):
-        raise _no_overbooking(access)
+            and not may_overbook(access) and OVERBOOKING_URL.encode() in await request.body()):
+        raise no_overbooking(access)
 
 
 async def check_change(ctx: FhirContext, access: Access, decision: Decision, resource_type: str,
@@ -177,57 +226,38 @@ async def check_change(ctx: FhirContext, access: Access, decision: Decision, res
     """403 unless the caller may turn `current` into `after` (both as JSON, None if absent)."""
     if decision.constraints_on(resource_type):
         raise AccessDenied(f"A scope with ?constraints on {resource_type} allows no writes here")
-    if confines(decision, resource_type):
-        compartment = decision.compartment
-        assert compartment is not None
-        for resource in (current, after):
-            if resource is not None and not compartment.admits(
-                    resource_type, resource, registry=ctx.registry, base_url=ctx.base_url):
-                raise AccessDenied(f"{resource_type} outside the compartment of "
-                                   f"{compartment.reference} cannot be written by this token")
+    for resource in (current, after):
+        if resource is not None and not _admits(decision, ctx, resource_type, resource):
+            raise AccessDenied(f"{resource_type} outside the compartment of "
+                               f"{_compartment_owners(decision)} cannot be written by this token")
+    if decision.compartment is not None and resource_type == "Appointment" and after is not None:
+        others = _other_patients(after, decision.compartment.reference, ctx.base_url)
+        if others:
+            raise AccessDenied(f"A patient token may only book for its own patient, not for "
+                               f"{', '.join(others)}")
     owner = decision.own_schedule_of
     if owner is not None and resource_type in AVAILABILITY:
         owns = owns_schedule if resource_type == "Schedule" else owns_slot
         for resource in (current, after):
             if resource is not None and not await owns(ctx, owner, resource):
                 raise AccessDenied(f"{owner} may only change their own schedules and slots")
-    if resource_type == "Appointment" and after is not None and not _may_overbook(access):
+    if resource_type == "Appointment" and after is not None and not may_overbook(access):
         wanted = overbooking_reason(after)
         if wanted is not None and (current is None or overbooking_reason(current) != wanted):
-            raise _no_overbooking(access)
+            raise no_overbooking(access)
 
 
-async def _check_operation(request: Request, ctx: FhirContext, operation: str, access: Access,
-                           decision: Decision) -> None:
-    """The Appointment operations act on one appointment: judge it like a write."""
-    if operation == "generate-slots" and decision.own_schedule_of is not None:
-        schedule = await current_json(ctx, "Schedule", request.path_params["id"])
-        if schedule is not None and not await owns_schedule(ctx, decision.own_schedule_of,
-                                                             schedule):
-            raise AccessDenied(f"{decision.own_schedule_of} may only generate slots for "
-                               "their own schedules")
-        return
-    if operation not in ("hold", "book", "reschedule"):
-        return
-    raw = await request.body()
-    if not _may_overbook(access) and OVERBOOKING_URL.encode() in raw:
-        raise _no_overbooking(access)
-    if not confines(decision, "Appointment"):
-        return
-    try:
-        params = Parameters.parse(orjson.loads(raw))
-        wanted = params.resource("appointment-resource", "Appointment")
-        reference = (request.path_params.get("id") if operation == "reschedule" else
-                     params.reference_id("appointment-reference", "Appointment",
-                                         base_url=ctx.base_url))
-        patient = params.resource("patient-resource", "Patient")
-    except (orjson.JSONDecodeError, FhirError):
-        return  # malformed: the endpoint refuses it before anything is written
-    current = await current_json(ctx, "Appointment", reference)
-    await check_change(ctx, access, decision, "Appointment", current=current, after=wanted)
-    assert decision.compartment is not None
-    if patient is not None and patient.get("id") != decision.compartment.patient_id:
-        raise AccessDenied("A patient token may only book for its own patient")
+def _compartment_owners(decision: Decision) -> str:
+    return " and ".join(compartment.reference for compartment in (
+        decision.compartment, decision.practitioner_compartment) if compartment is not None)
+
+
+def _other_patients(appointment: Resource, own: str, base_url: str) -> list[str]:
+    """The appointment's Patient participants other than `own`."""
+    references = (local_reference((p.get("actor") or {}).get("reference"), base_url)
+                  for p in appointment.get("participant") or () if isinstance(p, Mapping))
+    return [ref for ref in references
+            if ref is not None and ref.startswith(f"{PATIENT}/") and ref != own]
 
 
 async def current_json(ctx: FhirContext, resource_type: str, id: str | None) -> Resource | None:
@@ -258,11 +288,13 @@ def _patched(current: Resource | None, operations: Any) -> Resource | None:
         return None
 
 
-def _may_overbook(access: Access) -> bool:
+def may_overbook(access: Access) -> bool:
+    """True when the caller's role may overbook a slot."""
     role = access.capabilities
     return role is not None and role.may_overbook
 
 
-def _no_overbooking(access: Access) -> AccessDenied:
+def no_overbooking(access: Access) -> AccessDenied:
+    """The refusal of an overbooking request by a role that may not overbook."""
     role = access.role.value if access.role else "none"
     return AccessDenied(f"Role {role!r} may not overbook a slot")

@@ -7,8 +7,9 @@ refused (and `check_routes` stops the app from starting with one). Public withou
 StructureDefinition) — they are published definitions a client needs before it can ask for
 a token, and they contain no patient data. `/healthz` and `/readyz` live outside `/fhir`.
 
-The decision's restrictions (patient compartment, scope constraints, own schedule) are
-applied by `api/narrowing.py`; the `Access` and `Decision` stay on `request.state` for the
+The decision's restrictions (compartments, seen patients, scope constraints, own schedule)
+are applied by `api/narrowing.py`, `api/chain_narrowing.py` (a search's chains) and
+`api/operation_narrowing.py`; the `Access` and `Decision` stay on `request.state` for the
 endpoints that narrow results (search, includes, Bundles).
 """
 
@@ -26,6 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from fhir_server.api import narrowing
+from fhir_server.api.chain_narrowing import with_narrowed_chains
+from fhir_server.api.operation_narrowing import check_operation
 from fhir_server.audit import metrics as security_events
 from fhir_server.auth.policy import Access, AccessDenied, Decision, decide
 from fhir_server.auth.tokens import Claims, InvalidToken, MissingToken, TokenValidator
@@ -119,8 +122,12 @@ async def guard(request: Request, template: str, method: str) -> None:
         decision = _decide(access, interaction=rule.interaction, resource_type=resource_type,
                            operation=rule.operation).require()
         request.state.decision = decision
-        await narrowing.check_request(request, rule.interaction, resource_type,
-                                      rule.operation, access, decision)
+        await narrowing.check_request(request, rule.interaction, resource_type, access, decision)
+        if rule.operation is not None:
+            await check_operation(request, rule.operation, access, decision)
+        elif rule.interaction == "search-type":
+            request.state.decision = await with_narrowed_chains(request, access, decision,
+                                                                resource_type)
     except AccessDenied as denied:
         security_events.authz_denied(resource_type=resource_type,
                                      interaction=rule.operation or rule.interaction,

@@ -9,6 +9,9 @@ Directory data is not confined even when the definition lists it: R4 puts Schedu
 compartment through `actor`, but issue 6 says Slot and Schedule are directory data a patient
 may read (a patient must see a clinic's schedules to book). `confines` and `admits` apply
 that exemption; `params_for` and `contains` stay faithful to the definition.
+
+A doctor's clinical data is bounded by the R4 Practitioner compartment instead
+(`PractitionerCompartment`): the appointments, responses and messages they take part in.
 """
 
 from __future__ import annotations
@@ -33,9 +36,19 @@ from fhir_server.fhir.search.model import (
 from fhir_server.fhir.search.parameters import SearchParameterRegistry, load_registry
 
 PATIENT: Final = "Patient"
+PRACTITIONER: Final = "Practitioner"
 UNCONFINED_DIRECTORY_TYPES: Final[frozenset[str]] = frozenset({"Slot", "Schedule"})
 
 Resource = Mapping[str, Any]
+
+# The scheduling types of R4's Practitioner CompartmentDefinition (not packaged: four lines).
+# Schedule is in it too (`actor`), but schedules are directory data everyone may read.
+PRACTITIONER_COMPARTMENT_PARAMS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    "Appointment": ("actor",),
+    "AppointmentResponse": ("actor",),
+    "Communication": ("sender", "recipient"),
+    "CommunicationRequest": ("sender", "recipient", "requester"),
+})
 
 
 @functools.cache
@@ -91,17 +104,10 @@ class PatientCompartment:
         """
         if isinstance(source, Mapping):
             resource_id = resource_id if resource_id is not None else source.get("id")
-            entries: Iterable[IndexEntry] = extract_index(
-                dict(source), registry or load_registry(), base_url=base_url)
-        else:
-            entries = source
         if resource_type == PATIENT and resource_id == self.patient_id:
             return True
-        params = set(self.params_for(resource_type))
-        return any(isinstance(entry, ReferenceEntry) and entry.param in params
-                   and entry.target_type == PATIENT and entry.target_id == self.patient_id
-                   and entry.url is None
-                   for entry in entries)
+        return refers_to(index_of(source, registry, base_url), self.params_for(resource_type),
+                         PATIENT, self.patient_id)
 
     def admits(self, resource_type: str, source: Resource | Iterable[IndexEntry], *,
                resource_id: str | None = None, registry: SearchParameterRegistry | None = None,
@@ -115,3 +121,55 @@ class PatientCompartment:
             return True
         return self.contains(resource_type, source, resource_id=resource_id,
                              registry=registry, base_url=base_url)
+
+
+@dataclass(frozen=True, slots=True)
+class PractitionerCompartment:
+    """One practitioner's compartment: the appointments and messages a doctor takes part in."""
+
+    practitioner_id: str
+
+    @property
+    def reference(self) -> str:
+        """`Practitioner/<id>`, as resources in the compartment refer to it."""
+        return f"{PRACTITIONER}/{self.practitioner_id}"
+
+    def confines(self, resource_type: str) -> bool:
+        """True when access to `resource_type` must stay inside the compartment."""
+        return resource_type in PRACTITIONER_COMPARTMENT_PARAMS
+
+    def search_clause(self, resource_type: str) -> Clause | None:
+        """The clause to AND into every search of a confined type; None when unconfined."""
+        params = PRACTITIONER_COMPARTMENT_PARAMS.get(resource_type, ())
+        if not params:
+            return None
+        return Clause(tuple(ReferenceMatch(param, PRACTITIONER, self.practitioner_id)
+                            for param in params))
+
+    def admits(self, resource_type: str, source: Resource | Iterable[IndexEntry], *,
+               registry: SearchParameterRegistry | None = None,
+               base_url: str | None = None) -> bool:
+        """True when the doctor may read or write this resource (unconfined types: always)."""
+        params = PRACTITIONER_COMPARTMENT_PARAMS.get(resource_type)
+        if params is None:
+            return True
+        return refers_to(index_of(source, registry, base_url), params, PRACTITIONER,
+                         self.practitioner_id)
+
+
+def index_of(source: Resource | Iterable[IndexEntry], registry: SearchParameterRegistry | None,
+             base_url: str | None) -> Iterable[IndexEntry]:
+    """The index entries of a resource given as JSON, or the entries themselves."""
+    if isinstance(source, Mapping):
+        return extract_index(dict(source), registry or load_registry(), base_url=base_url)
+    return source
+
+
+def refers_to(entries: Iterable[IndexEntry], params: Iterable[str], target_type: str,
+              target_id: str) -> bool:
+    """True when one of `params` is a local reference to `target_type/target_id`."""
+    wanted = set(params)
+    return any(isinstance(entry, ReferenceEntry) and entry.param in wanted
+               and entry.target_type == target_type and entry.target_id == target_id
+               and entry.url is None
+               for entry in entries)

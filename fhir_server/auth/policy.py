@@ -10,7 +10,8 @@ Which scopes count depends on who is asking:
 
 `decide` only answers from the token and the request line. What depends on stored data
 comes back as restrictions the API must apply: the `PatientCompartment` (a search clause and
-a per-resource check), SMART v2 scope constraints, the doctor's own schedules, and the
+a per-resource check), a doctor's `PractitionerCompartment` (the same for the appointments
+they take part in), SMART v2 scope constraints, the doctor's own schedules, and the
 patients a doctor has seen. A denial carries the reason for the 403 OperationOutcome.
 """
 
@@ -21,7 +22,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from fhir_server.auth.compartment import PATIENT, PatientCompartment
+from fhir_server.auth.compartment import (
+    PATIENT,
+    PRACTITIONER,
+    PRACTITIONER_COMPARTMENT_PARAMS,
+    PatientCompartment,
+    PractitionerCompartment,
+)
 from fhir_server.auth.roles import (
     Role,
     RoleDefinition,
@@ -37,6 +44,7 @@ from fhir_server.auth.scopes import (
     parse_scopes,
 )
 from fhir_server.fhir.errors import FhirError
+from fhir_server.fhir.search.model import Clause
 
 # FHIR RESTful interactions → the SMART v2 permission each needs.
 INTERACTION_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
@@ -119,9 +127,12 @@ class Decision:
     allowed: bool
     reason: str = ""
     compartment: PatientCompartment | None = None
+    practitioner_compartment: PractitionerCompartment | None = None
     scope_constraints: tuple[tuple[str, tuple[Constraints, ...]], ...] = ()
     own_schedule_of: str | None = None
     seen_by: str | None = None
+    # Set per request by the API: a search's chains, narrowed to what the caller may search.
+    chain_clauses: tuple[Clause, ...] = ()
 
     def constraints_on(self, resource_type: str) -> tuple[Constraints, ...]:
         """SMART v2 constraint alternatives on `resource_type` (empty: unconstrained)."""
@@ -201,7 +212,12 @@ def _compartment_patient(access: Access, definition: RoleDefinition) -> str | No
 
 def _patient_of(fhir_user: str | None) -> str | None:
     """The id of a `Patient/<id>` fhirUser, else None."""
-    if fhir_user is None or fhir_user_type(fhir_user) != PATIENT:
+    return _id_of(fhir_user, PATIENT)
+
+
+def _id_of(fhir_user: str | None, resource_type: str) -> str | None:
+    """The id of a `<resource_type>/<id>` fhirUser, else None."""
+    if fhir_user is None or fhir_user_type(fhir_user) != resource_type:
         return None
     return fhir_user.rstrip("/").rsplit("/", 1)[-1]
 
@@ -250,11 +266,33 @@ def _allowed(access: Access, definition: RoleDefinition, grants: list[_Grant],
     needs_seen = definition.reads_seen_patients_only and reads_patients
     if (needs_owner or needs_seen) and not access.fhir_user:
         return deny(f"A {definition.role.value} must be identified by fhirUser for this request")
+    seer = _id_of(access.fhir_user, PRACTITIONER) if needs_seen else None
+    if needs_seen and seer is None:
+        return deny(f"A {definition.role.value} reads patients only as a Practitioner fhirUser")
+    practitioner = _practitioner_compartment(access, definition, grants)
+    if isinstance(practitioner, Decision):
+        return practitioner
     constraints = tuple((grant.resource_type, grant.constraints) for grant in grants
                         if grant.constraints)
     return Decision(
         allowed=True,
         compartment=PatientCompartment(patient_id) if confined and patient_id else None,
+        practitioner_compartment=practitioner,
         scope_constraints=constraints,
         own_schedule_of=access.fhir_user if needs_owner else None,
-        seen_by=access.fhir_user if needs_seen else None)
+        seen_by=f"{PRACTITIONER}/{seer}" if seer is not None else None)
+
+
+def _practitioner_compartment(access: Access, definition: RoleDefinition,
+                              grants: list[_Grant]) -> PractitionerCompartment | None | Decision:
+    """A doctor's compartment when a grant touches its types; a refusal without a Practitioner."""
+    if not definition.confined_to_practitioner_compartment:
+        return None
+    kinds = {grant.resource_type for grant in grants}
+    if kinds.isdisjoint(PRACTITIONER_COMPARTMENT_PARAMS):
+        return None
+    practitioner_id = _id_of(access.fhir_user, PRACTITIONER)
+    if practitioner_id is None:
+        return deny(f"A {definition.role.value} must be identified by a Practitioner fhirUser "
+                    f"to use {', '.join(sorted(kinds))}")
+    return PractitionerCompartment(practitioner_id)

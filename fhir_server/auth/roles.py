@@ -14,8 +14,12 @@ Choices, against the issue text:
   the policy hands the API the doctor's reference to check). No Schedule delete: a schedule
   carries history a clinic keeps. "schedules appointments, handles cancellations":
   Appointment and AppointmentResponse `crus` (a cancellation is an update to `cancelled`;
-  nobody but an administrator deletes an appointment). "reads the patients they see":
-  Patient `rs`, limited to patients with an appointment with the doctor
+  nobody but an administrator deletes an appointment), confined to the R4 Practitioner
+  compartment (`confined_to_practitioner_compartment`): the appointments the doctor takes
+  part in, before and after any change, and the responses and messages naming the doctor.
+  Other doctors' appointments are other patients' data, so a doctor books their own
+  appointments and staff book for everyone. "reads the patients they see": Patient `rs`,
+  limited to patients with an appointment (any status) with the doctor
   (`reads_seen_patients_only`). Reminders are staff work, so Communication(Request) `rs`.
   Overbooking is listed under staff only, so a doctor may not overbook; a doctor may book
   an emergency slot (clinical judgement).
@@ -89,6 +93,7 @@ class RoleDefinition:
     may_manage_any_availability: bool = False
     manages_own_availability_only: bool = False
     reads_seen_patients_only: bool = False
+    confined_to_practitioner_compartment: bool = False
     cancels_within_policy_only: bool = False
     confined_to_patient_compartment: bool = False
 
@@ -130,7 +135,7 @@ ROLES: Final[Mapping[Role, RoleDefinition]] = MappingProxyType({
             "Appointment": "crus", "AppointmentResponse": "crus", "Patient": "rs",
             "Communication": "rs", "CommunicationRequest": "rs"}),
         may_book_emergency=True, manages_own_availability_only=True,
-        reads_seen_patients_only=True),
+        reads_seen_patients_only=True, confined_to_practitioner_compartment=True),
     Role.STAFF: RoleDefinition(
         Role.STAFF, _table({
             **_DIRECTORY_READ, "Appointment": "crus", "AppointmentResponse": "crus",

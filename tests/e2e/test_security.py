@@ -133,10 +133,13 @@ MATRIX = [
     ("PUT", "Schedule/sch-dr-a", (200, 200, 403, 403)),
     ("PUT", "Schedule/sch-dr-b", (200, 403, 403, 403)),
     ("GET", "Patient/maria", (200, 200, 200, 200)),
-    ("GET", "Patient/james", (200, 200, 200, 404)),
+    ("GET", "Patient/james", (200, 404, 200, 404)),  # dr-a sees maria only
     ("POST", "Patient", (201, 403, 201, 403)),
+    ("GET", "Appointment/appt-maria", (200, 200, 200, 200)),
+    ("GET", "Appointment/appt-james", (200, 404, 200, 404)),  # dr-a is not in it
     ("DELETE", "Appointment/appt-james", (204, 403, 403, 403)),
-    ("GET", "Appointment/_history", (200, 200, 200, 403)),
+    ("GET", "Appointment/_history", (200, 403, 200, 403)),
+    ("GET", "AuditEvent", (200, 403, 403, 403)),
 ]
 
 

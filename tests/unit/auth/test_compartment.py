@@ -5,7 +5,11 @@ from typing import Any
 
 import pytest
 
-from fhir_server.auth.compartment import PatientCompartment, compartment_params
+from fhir_server.auth.compartment import (
+    PatientCompartment,
+    PractitionerCompartment,
+    compartment_params,
+)
 from fhir_server.fhir.search.extract import extract_index
 from fhir_server.fhir.search.model import Clause, IdMatch, ReferenceEntry, ReferenceMatch
 from fhir_server.fhir.search.parameters import SearchParameterRegistry, load_registry
@@ -121,3 +125,39 @@ def test_audit_events_are_confined_by_patient() -> None:
     assert MINE.admits("AuditEvent", [ReferenceEntry("patient", "Patient", "p1")])
     assert not MINE.admits("AuditEvent", [ReferenceEntry("patient", "Patient", "p2")])
     assert not MINE.admits("AuditEvent", [ReferenceEntry("agent", "Patient", "p1")])
+
+
+DR_D1 = PractitionerCompartment("d1")
+
+
+@pytest.mark.parametrize(("resource_type", "params"), [
+    ("Appointment", ("actor",)),
+    ("AppointmentResponse", ("actor",)),
+    ("Communication", ("sender", "recipient")),
+    ("CommunicationRequest", ("sender", "recipient", "requester")),
+])
+def test_practitioner_clause_follows_the_r4_practitioner_compartment(
+        resource_type: str, params: tuple[str, ...]) -> None:
+    assert DR_D1.confines(resource_type)
+    assert DR_D1.search_clause(resource_type) == Clause(
+        tuple(ReferenceMatch(param, "Practitioner", "d1") for param in params))
+
+
+@pytest.mark.parametrize("resource_type", ["Slot", "Schedule", "Patient", "Location"])
+def test_practitioner_compartment_leaves_directory_and_patients_alone(resource_type: str) -> None:
+    assert not DR_D1.confines(resource_type)
+    assert DR_D1.search_clause(resource_type) is None
+    assert DR_D1.admits(resource_type, {"resourceType": resource_type, "id": "x"})
+
+
+def test_practitioner_compartment_admits_own_appointments(
+        registry: SearchParameterRegistry) -> None:
+    assert DR_D1.admits("Appointment", make_appointment(), registry=registry)
+    assert not PractitionerCompartment("d2").admits("Appointment", make_appointment(),
+                                                    registry=registry)
+    absolute = make_appointment(participant=[{"actor": {"reference": f"{BASE}/Practitioner/d1"},
+                                              "status": "accepted"}])
+    assert DR_D1.admits("Appointment", absolute, registry=registry, base_url=BASE)
+    # a Patient with the same id is not the practitioner
+    assert not DR_D1.admits("Appointment", make_appointment("Patient/d1", participant=[
+        {"actor": {"reference": "Patient/d1"}, "status": "accepted"}]), registry=registry)

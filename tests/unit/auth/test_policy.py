@@ -2,7 +2,7 @@
 
 import pytest
 
-from fhir_server.auth.compartment import PatientCompartment
+from fhir_server.auth.compartment import PatientCompartment, PractitionerCompartment
 from fhir_server.auth.policy import Access, AccessDenied, decide
 from fhir_server.auth.roles import ROLES, InvalidRoleClaim, Role, role_from_claims
 from fhir_server.auth.scopes import parse_scopes
@@ -178,6 +178,36 @@ def test_doctor_limits_own_availability_and_seen_patients() -> None:
     assert decide(doctor, interaction="read", resource_type="Patient").seen_by == "Practitioner/u1"
     nameless = Access(Role.DOCTOR, parse_scopes("user/*.cruds"))
     assert not decide(nameless, interaction="update", resource_type="Schedule").allowed
+
+
+@pytest.mark.parametrize("resource_type", ["Appointment", "AppointmentResponse",
+                                           "Communication", "CommunicationRequest"])
+def test_doctor_is_confined_to_what_they_take_part_in(resource_type: str) -> None:
+    for interaction in ("read", "search", "create", "update"):
+        decision = decide(full_access(Role.DOCTOR), interaction=interaction,
+                          resource_type=resource_type)
+        if decision.allowed:
+            assert decision.practitioner_compartment == PractitionerCompartment("u1")
+    assert decide(full_access(Role.STAFF), interaction="search",
+                  resource_type=resource_type).practitioner_compartment is None
+
+
+def test_doctor_booking_operations_carry_the_practitioner_compartment() -> None:
+    doctor = full_access(Role.DOCTOR)
+    booking = decide(doctor, interaction="operation", resource_type="Appointment",
+                     operation="$book")
+    assert booking.practitioner_compartment == PractitionerCompartment("u1")
+    finding = decide(doctor, interaction="operation", resource_type="Slot",
+                     operation="$find-slots")
+    assert finding.allowed and finding.practitioner_compartment is None
+
+
+def test_a_doctor_without_a_practitioner_fhir_user_reads_no_patient_data() -> None:
+    as_role = Access(Role.DOCTOR, parse_scopes("user/*.cruds"), fhir_user="PractitionerRole/r1")
+    for resource_type in ("Appointment", "Patient"):
+        refused = decide(as_role, interaction="read", resource_type=resource_type)
+        assert not refused.allowed and "Practitioner fhirUser" in refused.reason
+    assert decide(as_role, interaction="search", resource_type="Slot").allowed
 
 
 def test_scope_constraints_reach_the_decision() -> None:
