@@ -166,3 +166,22 @@ async def test_the_login_page_is_plain_html_that_cannot_be_framed(
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert 'type="password"' in page.text and PUBLIC_APP in page.text
+
+
+async def test_a_user_added_with_the_cli_logs_in(http: httpx.AsyncClient,
+                                                 tmp_path: Path) -> None:
+    added = subprocess.run(CLI + ["users", "add", "--username", "dr.chen", "--role", "doctor",
+                                  "--fhir-user", "Practitioner/dr-mei-lin-chen",
+                                  "--password-stdin"],
+                           input="a password from stdin\n", env=cli_env(tmp_path),
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    async with smart_app(http, scope="openid fhirUser user/Schedule.rs") as app:
+        verifier = new_verifier()
+        callback = await log_in(http, await authorization_url(app, verifier), "dr.chen",
+                                "a password from stdin")
+        token = await app.fetch_token(TOKEN_URL, authorization_response=callback.headers[
+            "location"], code_verifier=verifier)
+    claims = await verified_id_token(http, token["id_token"], PUBLIC_APP)
+    assert claims["fhirUser"] == "Practitioner/dr-mei-lin-chen"
+    assert "patient" not in token  # no launch/patient asked, so no patient context
