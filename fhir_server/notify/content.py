@@ -44,8 +44,12 @@ BODY_PART = {ChannelName.EMAIL: "txt", ChannelName.SMS: "sms", ChannelName.VOICE
 INVITE_METHOD: dict[MessageKind, Literal["REQUEST", "CANCEL"]] = {
     MessageKind.CONFIRMATION: "REQUEST", MessageKind.CHANGE: "REQUEST",
     MessageKind.CANCELLATION: "CANCEL"}
-APPOINTMENT_LINK_KINDS = frozenset({MessageKind.CONFIRMATION, MessageKind.CHANGE,
-                                    MessageKind.REMINDER})
+_ATTEND = ("confirm", "cancel", "reschedule")
+LINKS_BY_KIND: dict[MessageKind, tuple[str, ...]] = {
+    MessageKind.CONFIRMATION: _ATTEND, MessageKind.CHANGE: _ATTEND, MessageKind.REMINDER: _ATTEND,
+    MessageKind.PROPOSAL: ("book",)}
+"""Which `Links` each kind offers; a cancellation or a follow-up has none."""
+_KINDS = frozenset(kind.value for kind in MessageKind)
 STANDALONE_KINDS = frozenset({MessageKind.FOLLOW_UP})
 """Kinds that make sense without an Appointment (a medication reminder, a recall)."""
 
@@ -54,9 +58,9 @@ def message_kind(request: Mapping[str, Any]) -> MessageKind:
     """The kind coded in `CommunicationRequest.category` with `MESSAGE_KIND_SYSTEM`."""
     for category in request.get("category") or []:
         for coding in category.get("coding") or []:
-            if coding.get("system") == MESSAGE_KIND_SYSTEM:
-                return MessageKind(coding.get("code"))
-    raise DeliveryFailed("the CommunicationRequest has no message-kind category",
+            if coding.get("system") == MESSAGE_KIND_SYSTEM and coding.get("code") in _KINDS:
+                return MessageKind(coding["code"])
+    raise DeliveryFailed("the CommunicationRequest has no known message-kind category",
                          permanent=True)
 
 
@@ -115,13 +119,10 @@ def _language(templates: Environment, kind: MessageKind, channel: ChannelName,
 
 
 def template_variables(kind: MessageKind, language: str, facts: MessageFacts,
-               links: Links) -> dict[str, Any]:
+                       links: Links) -> dict[str, Any]:
     """What every template may use (README, "Email (SMTP)", lists them)."""
-    visit = facts.visit
-    wants = {"confirm", "cancel", "reschedule"} if kind in APPOINTMENT_LINK_KINDS else set()
-    if kind is MessageKind.PROPOSAL:
-        wants = {"book"}
-    urls = {name: getattr(links, name)(visit.id) if visit and name in wants else None
+    visit, wanted = facts.visit, LINKS_BY_KIND.get(kind, ())
+    urls = {name: getattr(links, name)(visit.id) if visit and name in wanted else None
             for name in ("confirm", "cancel", "reschedule", "book")}
     return {
         "kind": str(kind), "language": language, "patient": {"name": facts.patient_name},

@@ -329,3 +329,14 @@ async def test_a_message_about_a_missing_appointment_fails_permanently(
         await write(ctx, MessageKind.REMINDER, about="Appointment/gone")
 
     assert failed.value.permanent is True
+
+
+async def test_a_request_without_a_known_kind_fails_permanently(ctx: FhirContext) -> None:
+    unknown = request(MessageKind.REMINDER)
+    unknown["category"][0]["coding"][0]["code"] = "newsletter"
+
+    with pytest.raises(DeliveryFailed) as failed:
+        await compose(ctx, unknown, channel=ChannelName.EMAIL, to="patient@example.com",
+                      language="en", links=LINKS, idempotency_key="cr-1/1")
+
+    assert failed.value.permanent is True
