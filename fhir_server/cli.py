@@ -26,6 +26,7 @@ from fhir_server.auth.server.launch import LaunchContext, bare_id, create_launch
 from fhir_server.auth.server.users import UserRegistry, UserRegistryError, new_user
 from fhir_server.fhir.errors import FhirError, InvalidRequest, StoreUnavailable
 from fhir_server.notify.links import LinkSecretError, SignedLinks
+from fhir_server.notify.processes import embedded_dispatch, run_beat, run_worker
 from fhir_server.services.seeding import seed_demo, store_is_empty
 from fhir_server.services.slot_generation import (
     GenerationReport,
@@ -83,8 +84,33 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     if created:  # demo users (known passwords) only beside demo data, never in a real clinic
         typer.echo(f"Loaded {created} demo resources.")
         _add_demo_users(settings)
-    uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level=settings.log_level.lower(), access_log=False)
+    with embedded_dispatch(settings):  # reminders' worker and beat, in the default setup
+        uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port,
+                    workers=workers, log_level=settings.log_level.lower(), access_log=False)
+
+
+@app.command()
+def worker(concurrency: int = typer.Option(
+               1, min=1, help="Task processes; 1 runs tasks in this process (scale out with "
+                              "more workers)."),
+           metrics_port: int | None = typer.Option(
+               None, help="Serve this worker's Prometheus counters on this port "
+                          "(with --concurrency 1).")) -> None:
+    """Run a Celery worker that sends due reminders and records them as Communications."""
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_worker(settings, concurrency=concurrency, metrics_port=metrics_port)
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat: scans for due reminders every FHIR_SCHEDULER_DISPATCH_INTERVAL_S."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_beat(settings)
 
 
 @app.command()

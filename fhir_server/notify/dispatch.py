@@ -1,0 +1,283 @@
+"""Deliver one leased CommunicationRequest over the recipient's channels, exactly once.
+
+Steps, each a version-checked write on the request (`services.outbox_leases`):
+1. the scan claimed the request (lease until now + dispatch_lease_s); `deliver` re-reads it at
+   that version, or drops the work (someone moved, revoked or re-claimed it);
+2. if a `completed` Communication for this occurrence exists, the message was sent before a
+   crash: close the request and stop;
+3. a request whose appointment no longer wants it (cancelled before a reminder) is revoked;
+   during the recipient's quiet hours it is deferred to their end;
+4. the attempt is recorded (attempt + 1, lease renewed) before anything is sent;
+5. the message is composed and sent, trying the plan's channels in order: a permanent failure
+   moves on to the next channel at once, a transient one is retried with exponential back-off
+   (`dispatch_interval_s * 4^(attempt-1)`), and the last attempt tries every channel;
+6. the outcome is recorded as a Communication (id and identifier = the delivery key), then the
+   request is closed (or its next occurrence armed).
+
+Why nothing is lost and nothing is sent twice: the store is the source of truth and every
+broker message is only a hint. A worker killed anywhere leaves the lease to lapse; the next
+scan claims the request again (a lost or duplicated task message changes nothing, because a
+stale claim fails step 1). A crash before step 5 sends nothing. A crash after the channel
+accepted the message but before step 6 makes the next attempt send it again, with the same
+delivery key `<request key>@<due>`: email derives its Message-ID from it, the SMS/voice
+provider gets it as its idempotency token, so the recipient's side sees one message. A crash
+between the Communication and closing the request is caught by step 2. Two workers never
+send at once while a lease holds, because step 4 is version-checked; a lease outliving a
+send is guaranteed by senders' timeouts (seconds) being far below the lease (minutes).
+Attempts lost to crashes count too: a request that crashes its worker every time ends as
+`not-done` after `dispatch_max_attempts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from fhir_server.notify import metrics
+from fhir_server.notify.messages import (
+    ChannelName,
+    ChannelPlan,
+    DeliveryFailed,
+    Links,
+    MessageKind,
+    OutboundMessage,
+    Receipt,
+    Sender,
+)
+from fhir_server.scheduling.outbox_records import (
+    Delivery,
+    Lease,
+    delivery_key,
+    kind_of,
+    lease_of,
+    medium_channel,
+    occurrence_of,
+    reference_of,
+    resource_id_for,
+)
+from fhir_server.scheduling.state_machine import BOOKED, PROPOSED
+from fhir_server.services import outbox_leases as leases
+from fhir_server.services.context import FhirContext
+from fhir_server.services.outbox_leases import Claim
+from fhir_server.services.slot_claims import body_of
+from fhir_server.store.protocol import StoredResource, WriteConflict
+
+log = logging.getLogger("fhir_server.notify")
+
+Resource = dict[str, Any]
+MAX_BACKOFF = timedelta(hours=6)
+_WANTS_STATUS = {MessageKind.CONFIRMATION: BOOKED, MessageKind.CHANGE: BOOKED,
+                 MessageKind.REMINDER: BOOKED, MessageKind.PROPOSAL: PROPOSED}
+
+
+class Composer(Protocol):
+    """`notify.content.compose`: the message a request asks for, for one channel."""
+
+    def __call__(self, ctx: FhirContext, request: Mapping[str, Any], *, channel: ChannelName,
+                 to: str, language: str, links: Links,
+                 idempotency_key: str) -> Awaitable[OutboundMessage]: ...
+
+
+Planner = Callable[..., ChannelPlan]
+
+
+class Outcome(StrEnum):
+    """What one `deliver` call did."""
+
+    SENT = "sent"
+    ALREADY_SENT = "already-sent"
+    RETRYING = "retrying"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    """Lease length, attempts, back-off base and the language when a patient states none."""
+
+    lease_for: timedelta
+    max_attempts: int
+    backoff_base: timedelta
+    default_language: str
+
+    def backoff(self, attempt: int) -> timedelta:
+        return min(self.backoff_base * 4 ** max(attempt - 1, 0), MAX_BACKOFF)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    message: OutboundMessage
+    receipt: Receipt
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    reason: str
+    transient: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatcher:
+    """Everything delivery needs, built once per worker process."""
+
+    ctx: FhirContext
+    senders: Mapping[ChannelName, Sender]
+    links: Links
+    compose: Composer
+    plan_channels: Planner
+    policy: DispatchPolicy
+
+    async def deliver_all(self, claims: Sequence[Claim]) -> list[Outcome]:
+        """Deliver a batch concurrently (channel I/O overlaps); one failure stops none."""
+        results = await asyncio.gather(*(self.deliver(held, now=datetime.now(UTC))
+                                         for held in claims), return_exceptions=True)
+        outcomes = []
+        for held, result in zip(claims, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("event=notify.deliver_crashed request=CommunicationRequest/%s",
+                          held.id, exc_info=result)
+                result = Outcome.SKIPPED  # its lease lapses and the next scan retries it
+            outcomes.append(result)
+        return outcomes
+
+    async def deliver(self, held: Claim, *, now: datetime) -> Outcome:
+        """Deliver the claimed request (see the module docstring); never sends twice."""
+        stored = await leases.claimed(self.ctx, held)
+        if stored is None:
+            return Outcome.SKIPPED
+        request = body_of(stored)
+        lease = lease_of(request) or Lease(due=occurrence_of(request) or now)
+        key = delivery_key(request, lease.due)
+        earlier = await leases.recorded_delivery(self.ctx, resource_id_for(key))
+        if earlier is not None and body_of(earlier).get("status") == "completed":
+            await leases.finish(self.ctx, stored, now=now)
+            return Outcome.ALREADY_SENT
+        kind = kind_of(request)
+        appointment = await self._read(reference_of(request.get("about")))
+        unwanted = _unwanted(kind, appointment)
+        if unwanted is not None:
+            await leases.revoke(self.ctx, stored, now=now, reason=unwanted)
+            return Outcome.REVOKED
+        plan = self.plan_channels(await self._read(_recipient(request)),
+                                  available=frozenset(self.senders), kind=kind,
+                                  now=now.astimezone(), same_day=_same_day(appointment, now),
+                                  default_language=self.policy.default_language)
+        if plan.not_before is not None and plan.not_before > now:
+            await leases.defer(self.ctx, stored, until=plan.not_before, now=now)
+            return Outcome.DEFERRED
+        if lease.attempt >= self.policy.max_attempts:
+            return await self._give_up(stored, request, key, kind, lease.attempt, now=now,
+                                       reason="no attempt finished (worker lost)")
+        try:
+            stored = await leases.start_attempt(self.ctx, stored, now=now,
+                                                lease_for=self.policy.lease_for)
+        except WriteConflict:
+            return Outcome.SKIPPED
+        attempt = lease.attempt + 1
+        last = attempt >= self.policy.max_attempts
+        result = await self._send(request, plan, key, last_attempt=last)
+        if isinstance(result, _Sent):
+            await self._record_sent(stored, request, key, kind, lease.due, result, now=now)
+            return Outcome.SENT
+        if result.transient and not last:
+            metrics.retried(kind=kind, request_id=stored.id, attempt=attempt,
+                            reason=result.reason)
+            await leases.defer(self.ctx, stored, until=now + self.policy.backoff(attempt),
+                               now=now, error=result.reason)
+            return Outcome.RETRYING
+        return await self._give_up(stored, request, key, kind, attempt, now=now,
+                                   reason=result.reason)
+
+    async def _send(self, request: Resource, plan: ChannelPlan, key: str, *,
+                    last_attempt: bool) -> _Sent | _Failed:
+        """Try the channels in order: a permanent failure (or any on the last attempt) moves
+        on to the next, a transient one stops for a retry."""
+        reasons: list[str] = []
+        transient = False
+        for channel in _channels(plan, medium_channel(request)):
+            address = plan.addresses.get(channel)
+            if address is None or channel not in self.senders:
+                continue
+            try:
+                message = await self.compose(self.ctx, request, channel=channel, to=address,
+                                             language=plan.language, links=self.links,
+                                             idempotency_key=key)
+                return _Sent(message, await self.senders[channel].send(message))
+            except DeliveryFailed as failure:
+                reasons.append(f"{channel}: {failure.reason}")
+                if not failure.permanent:
+                    transient = True
+                    if not last_attempt:
+                        break
+        if not reasons:
+            reasons.append("the recipient has no address on any configured channel")
+        return _Failed("; ".join(reasons), transient)
+
+    async def _record_sent(self, stored: StoredResource, request: Resource, key: str,
+                           kind: MessageKind, due: datetime, sent: _Sent, *,
+                           now: datetime) -> None:
+        await leases.record_delivery(self.ctx, request, Delivery(
+            key, sent.receipt.accepted_at, sent.message.channel, sent.message.text,
+            provider_id=sent.receipt.provider_id), now=now)
+        await leases.finish(self.ctx, stored, now=now)
+        metrics.sent(kind=kind, channel=sent.message.channel,
+                     lag_s=(sent.receipt.accepted_at - due).total_seconds())
+
+    async def _give_up(self, stored: StoredResource, request: Resource, key: str,
+                       kind: MessageKind, attempts: int, *, now: datetime,
+                       reason: str) -> Outcome:
+        summary = " ".join(str(p.get("contentString", "")) for p in request.get("payload", ()))
+        await leases.record_delivery(self.ctx, request, Delivery(
+            key, None, None, summary or "(no content)",
+            reason=f"{reason} (after {attempts} attempts)",
+            reason_code="system-error" if attempts else "recipient-unavailable"), now=now)
+        await leases.finish(self.ctx, stored, now=now, status_when_done="on-hold")
+        metrics.delivery_failed(kind=kind, request_id=stored.id, attempts=attempts,
+                                reason=reason)
+        return Outcome.FAILED
+
+    async def _read(self, reference: str | None) -> Resource | None:
+        if reference is None or reference.count("/") != 1:
+            return None
+        resource_type, id = reference.split("/")
+        stored = await self.ctx.store.read(resource_type, id)
+        return body_of(stored) if stored is not None and not stored.deleted else None
+
+
+def _channels(plan: ChannelPlan, explicit: ChannelName | None) -> Sequence[ChannelName]:
+    """The plan's order, with a channel the request names explicitly tried first."""
+    if explicit is None or explicit not in plan.channels:
+        return plan.channels
+    return (explicit, *(c for c in plan.channels if c != explicit))
+
+
+def _recipient(request: Mapping[str, Any]) -> str | None:
+    recipient = reference_of(request.get("recipient"))
+    if recipient is not None and recipient.startswith("Patient/"):
+        return recipient
+    return reference_of(request.get("subject"))
+
+
+def _unwanted(kind: MessageKind, appointment: Mapping[str, Any] | None) -> str | None:
+    """Why an appointment message no longer makes sense (the outbox missed a change)."""
+    wanted = _WANTS_STATUS.get(kind)
+    if wanted is None:
+        return None
+    status = appointment.get("status") if appointment is not None else "gone"
+    return None if status == wanted else f"the appointment is {status}"
+
+
+def _same_day(appointment: Mapping[str, Any] | None, now: datetime) -> bool:
+    start = (appointment or {}).get("start")
+    if not isinstance(start, str):
+        return False
+    local = now.astimezone()
+    return datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(
+        local.tzinfo).date() == local.date()
