@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Any, Final
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.fhir.search.model import (
     Clause,
@@ -60,13 +60,18 @@ class MongoAuditLog:
         """One unordered `insert_many`; documents already stored (a retried batch) are skipped."""
         if not entries:
             return
-        try:
-            with self._unavailable("audit append"):
-                await self._collection().insert_many([_document(e) for e in entries],
-                                                     ordered=False)
-        except BulkWriteError as error:
-            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
-                raise
+        documents = [_document(e) for e in entries]
+        with self._unavailable("audit append"):
+            try:
+                await self._collection().insert_many(documents, ordered=False)
+            except BulkWriteError as error:
+                if any(e.get("code") != DUPLICATE_KEY
+                       for e in error.details.get("writeErrors", [])):
+                    raise
+            except DuplicateKeyError:  # a server that fails the whole batch (jongodb)
+                for document in documents:
+                    with suppress(DuplicateKeyError):
+                        await self._collection().insert_one(document)
 
     async def read(self, id: str) -> LoggedAudit | None:
         """One document by id."""
