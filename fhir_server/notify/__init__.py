@@ -1,1 +1,1 @@
-"""Patient communication: the CommunicationRequest outbox, its Celery dispatch, content and channels."""
+"""Patient communication: the CommunicationRequest outbox, its dispatch, content and channels."""
