@@ -165,6 +165,13 @@ async def test_no_refresh_token_without_offline_or_online_access(
     assert forged.status_code == 400 and forged.json()["error"] == "invalid_grant"
 
 
+async def test_online_access_gets_a_refresh_token_too(http: httpx.AsyncClient) -> None:
+    verifier = new_verifier()
+    code = await code_for(http, verifier, scope="online_access user/Appointment.rs")
+    token = (await exchange(http, code, verifier)).json()
+    assert token["scope"] == "online_access user/Appointment.rs" and token["refresh_token"]
+
+
 async def refreshable(http: httpx.AsyncClient) -> dict[str, str]:
     verifier = new_verifier()
     code = await code_for(http, verifier, scope="offline_access user/Appointment.rs")
