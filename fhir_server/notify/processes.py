@@ -7,7 +7,9 @@ Scale out with more worker processes (or containers); run exactly one beat.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from fhir_server.settings import Settings
 log = logging.getLogger("fhir_server.notify")
 
 STOP_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1
 
 
 def run_worker(settings: Settings, *, concurrency: int, metrics_port: int | None) -> None:
@@ -49,6 +52,13 @@ def runs_embedded(settings: Settings) -> bool:
     return settings.embedded_worker and not settings.broker_url
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when `serve` dies, however it dies (uvicorn re-raises the
+    SIGTERM it handled, so `serve` never reaches its own cleanup). Linux only."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextmanager
 def embedded_dispatch(settings: Settings) -> Iterator[None]:
     """Run a worker and beat as child processes while the block runs (if `runs_embedded`)."""
@@ -56,7 +66,8 @@ def embedded_dispatch(settings: Settings) -> Iterator[None]:
         yield
         return
     command = [sys.executable, "-m", "fhir_server"]
-    children = [subprocess.Popen([*command, "worker"]), subprocess.Popen([*command, "beat"])]
+    children = [subprocess.Popen([*command, name], preexec_fn=_die_with_parent)
+                for name in ("worker", "beat")]
     log.info("reminders: worker pid %d and beat pid %d started", *(c.pid for c in children))
     try:
         yield
