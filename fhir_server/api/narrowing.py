@@ -15,7 +15,9 @@
 - Seen patients (a doctor): reading a Patient needs an Appointment with both
   (`services/care_relationships`), else 404; Patient searches and Patient `_include`s are
   narrowed to the patients of the doctor's recent appointments (this server has no `_has`).
-- A patient token writes only appointments whose Patient participants are all itself.
+- A patient token writes only appointments whose Patient participants are all itself, and
+  never sets the statuses the clinic records (arrived, checked-in, fulfilled, noshow,
+  entered-in-error): a patient books, holds, moves and cancels.
 - Own schedule (doctor): a Schedule or Slot write must be of the doctor's own schedule,
   before and after the change; `$generate-slots` is judged in `api/operation_narrowing.py`.
 - Overbooking: only roles with `may_overbook` may send the overbooking extension.
@@ -40,6 +42,13 @@ from fhir_server.fhir.errors import FhirError, ResourceNotFound
 from fhir_server.fhir.search.model import Clause, IdMatch
 from fhir_server.fhir.search.parse import parse_search
 from fhir_server.scheduling.slot_hold import OVERBOOKING_URL, overbooking_reason
+from fhir_server.scheduling.state_machine import (
+    ARRIVED,
+    CHECKED_IN,
+    ENTERED_IN_ERROR,
+    FULFILLED,
+    NOSHOW,
+)
 from fhir_server.services import care_relationships, resources
 from fhir_server.services.context import FhirContext
 from fhir_server.services.schedule_owner import local_reference, owns_schedule, owns_slot
@@ -51,6 +60,7 @@ READS = frozenset({"read", "vread", "history-instance"})
 WRITES = frozenset({"create", "update", "patch", "delete"})
 AVAILABILITY = frozenset({"Schedule", "Slot"})
 INCLUDES = ("_include", "_revinclude")
+CLINIC_STATUSES = frozenset({ARRIVED, CHECKED_IN, FULFILLED, NOSHOW, ENTERED_IN_ERROR})
 
 # A doctor's seen patients, looked up before a search with includes runs (the include filter
 # is synchronous): (the doctor's reference, their patients' ids).
@@ -235,6 +245,8 @@ async def check_change(ctx: FhirContext, access: Access, decision: Decision, res
         if others:
             raise AccessDenied(f"A patient token may only book for its own patient, not for "
                                f"{', '.join(others)}")
+    if resource_type == "Appointment" and after is not None:
+        _check_status_change(access, current, after)
     owner = decision.own_schedule_of
     if owner is not None and resource_type in AVAILABILITY:
         owns = owns_schedule if resource_type == "Schedule" else owns_slot
@@ -245,6 +257,17 @@ async def check_change(ctx: FhirContext, access: Access, decision: Decision, res
         wanted = overbooking_reason(after)
         if wanted is not None and (current is None or overbooking_reason(current) != wanted):
             raise no_overbooking(access)
+
+
+def _check_status_change(access: Access, current: Resource | None, after: Resource) -> None:
+    """403 when a role that only cancels within policy sets a status the clinic records."""
+    role = access.capabilities
+    status = after.get("status")
+    if role is None or not role.cancels_within_policy_only or status not in CLINIC_STATUSES:
+        return
+    if current is None or current.get("status") != status:
+        raise AccessDenied(f"Role {role.role.value!r} may book, move or cancel appointments; "
+                           f"the clinic records {status!r}")
 
 
 def _compartment_owners(decision: Decision) -> str:

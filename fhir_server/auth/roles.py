@@ -32,8 +32,10 @@ Choices, against the issue text:
 - patient — "finds slots": Slot, Schedule and the directory (Practitioner, PractitionerRole,
   Location, HealthcareService, Organization, Device) `rs`. "books for self, sees own
   appointments, cancels own within policy": Appointment `crus` and AppointmentResponse `crus`,
-  always confined to the patient compartment; an update by a patient is a cancellation
-  subject to the clinic's cancellation window (`cancels_within_policy_only`). "receives
+  always confined to the patient compartment; a patient books, holds, moves and cancels but
+  never sets the statuses the clinic records (arrived, checked-in, fulfilled, noshow,
+  entered-in-error: `cancels_within_policy_only`). The clinic has no cancellation window
+  setting yet, so "within policy" is only that. "receives
   reminders": Communication and CommunicationRequest `rs` in the compartment. Own Patient
   `rs` only: the issue gives patients no demographics editing. No emergency slots, no
   overbooking, no audit trail.

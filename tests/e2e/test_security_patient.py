@@ -145,3 +145,23 @@ async def test_includes_never_reveal_other_patients(client: httpx.AsyncClient) -
 
     assert ids(slots) == {("Slot", "slot-a"), ("Slot", "slot-b")}
     assert ids(group) == {("Appointment", "appt-group"), ("Patient", "maria")}
+
+
+async def test_a_patient_cancels_but_never_records_the_clinics_statuses(
+        client: httpx.AsyncClient) -> None:
+    await clinic(client)
+    own = (await client.get("Appointment/appt-maria")).json()
+
+    arrived = await client.put("Appointment/appt-maria", headers=MARIA,
+                               json={**own, "status": "arrived"})
+    no_show = await client.patch(
+        "Appointment/appt-maria", headers={**MARIA, "Content-Type": "application/json-patch+json"},
+        content=b'[{"op": "replace", "path": "/status", "value": "noshow"}]')
+    for response in (arrived, no_show):
+        assert "arrived" in response.text or "noshow" in response.text
+        assert outcome_issues(response, 403)[0]["code"] == "forbidden"
+    assert (await client.get("Appointment/appt-maria")).json()["meta"]["versionId"] == "1"
+
+    cancelled = await client.put("Appointment/appt-maria", headers=MARIA,
+                                 json={**own, "status": "cancelled"})
+    assert cancelled.status_code == 200, cancelled.text
