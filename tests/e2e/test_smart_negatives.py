@@ -192,6 +192,8 @@ async def refresh(http: httpx.AsyncClient, refresh_token: str,
 async def test_a_refresh_token_is_rotated_and_a_used_one_refused(
         http: httpx.AsyncClient) -> None:
     token = await refreshable(http)
+    as_bearer = await http.get(f"{BASE}/Appointment", headers=bearer(token["refresh_token"]))
+    assert as_bearer.status_code == 401  # a refresh token is no access token
     first = await refresh(http, token["refresh_token"])
     assert first.status_code == 200, first.text
     replay = await refresh(http, token["refresh_token"])
