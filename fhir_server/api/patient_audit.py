@@ -10,7 +10,8 @@ from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.services.patient_replies import Outcome, Reply
 
-_CHANGES = frozenset({Outcome.CONFIRMED, Outcome.ACKNOWLEDGED, Outcome.CANCELLED})
+_CHANGES = frozenset({Outcome.CONFIRMED, Outcome.ACKNOWLEDGED, Outcome.CANCELLED,
+                      Outcome.RESCHEDULED, Outcome.BOOKED})
 
 
 def audit_reply(request: Request, reply: Reply, *, channel: str) -> None:

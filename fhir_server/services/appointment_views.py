@@ -105,7 +105,11 @@ def _zone(appointment: Resource, slots: Mapping[str, Resource],
           schedules: Mapping[str, Resource]) -> ZoneInfo:
     """The time zone of the Schedule of the appointment's first slot; UTC without one."""
     slot = slots.get(next(iter(_slot_ids(appointment)), ""))
-    schedule = schedules.get(_ref_id((slot or {}).get("schedule")) or "")
+    return schedule_zone(schedules.get(_ref_id((slot or {}).get("schedule")) or ""))
+
+
+def schedule_zone(schedule: Resource | None) -> ZoneInfo:
+    """A Schedule's time zone; UTC without a (readable) one, so a page still renders."""
     try:
         zone = parse_time_zone(schedule) if schedule else None
     except FhirError:

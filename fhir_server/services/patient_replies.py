@@ -40,6 +40,9 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     ALREADY_CANCELLED = "already-cancelled"
     CLOSED = "closed"  # started, finished or otherwise final: nothing can change
+    RESCHEDULED = "rescheduled"  # moved to a time the patient picked
+    BOOKED = "booked"  # a proposal booked at a time the patient picked
+    ALREADY_BOOKED = "already-booked"  # the proposal was booked before this link was used
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,9 @@ async def confirm_by_patient(ctx: FhirContext, appointment_id: str, *, now: date
                              via: str) -> Reply:
     """Record the patient's acceptance (`via`: how they said it, kept as the comment)."""
     view = await appointment_view(ctx, appointment_id)
-    if _closed(view, now):
+    if is_closed(view, now):
         return Reply(Outcome.CLOSED, view)
-    patient = _patient_of(view)
+    patient = patient_of(view)
     await resources.create(ctx, "AppointmentResponse", {
         "resourceType": "AppointmentResponse",
         "appointment": {"reference": f"Appointment/{appointment_id}"},
@@ -106,9 +109,9 @@ async def cancel_by_patient(ctx: FhirContext, appointment_id: str, *, now: datet
     view = await appointment_view(ctx, appointment_id)
     if view.status == CANCELLED:
         return Reply(Outcome.ALREADY_CANCELLED, view)
-    if _closed(view, now):
+    if is_closed(view, now):
         return Reply(Outcome.CLOSED, view)
-    _patient_of(view)
+    patient_of(view)
     reason = {"coding": [{"system": CANCELLATION_REASON_SYSTEM, "code": "pat-crs",
                           "display": "Patient: Canceled via automated reminder system"}],
               "text": f"Cancelled by the patient {via}"}
@@ -130,11 +133,13 @@ def phone_variants(phone: str) -> list[str]:
     return list(dict.fromkeys(v.replace(",", "") for v in variants if v))
 
 
-def _closed(view: AppointmentView, now: datetime) -> bool:
+def is_closed(view: AppointmentView, now: datetime) -> bool:
+    """Whether the appointment is final or has started, so a patient may no longer change it."""
     return view.status in FINAL_STATES or (view.start is not None and view.start <= now)
 
 
-def _patient_of(view: AppointmentView) -> str:
+def patient_of(view: AppointmentView) -> str:
+    """The id of the patient a reply acts for; 422 for an appointment without one."""
     if not view.patients:
         raise BusinessRuleViolation(f"Appointment/{view.id} has no patient to reply for",
                                     expression="Appointment.participant")

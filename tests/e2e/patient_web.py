@@ -3,6 +3,7 @@ patient's phone provider, browser or calendar app (no token), over one ASGI tran
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -18,7 +19,11 @@ from fhir_server.app import create_app
 from fhir_server.notify.links import SignedLinks
 from fhir_server.seed.directory import PATIENTS, make_patient
 from fhir_server.settings import Settings
+from fhir_server.store.factory import open_store_for_url
+from tests.e2e.checks import created
 from tests.e2e.conftest import make_settings
+from tests.e2e.factories import make_schedule, make_slot
+from tests.e2e.racing import WARM_CONNECTIONS, YieldingStore
 from tests.e2e.test_appointment_operations import booked, candidate, open_slot, read
 from tests.e2e.tokens import BASE, admin_headers
 
@@ -44,10 +49,16 @@ class Clinic:
 
 
 @asynccontextmanager
-async def running_clinic(tmp_path: Path, store_url: str) -> AsyncIterator[Clinic]:
+async def running_clinic(tmp_path: Path, store_url: str, *,
+                         racing: bool = False) -> AsyncIterator[Clinic]:
+    """The clinic's app; `racing` puts it on a store that interleaves callers (`racing.py`)."""
     settings = make_settings(tmp_path, store_url=store_url, sms_auth_token=SMS_TOKEN)
-    app = create_app(settings)
+    store = YieldingStore(open_store_for_url(store_url, timeout_ms=settings.mongo_timeout_ms)) \
+        if racing else None
+    app = create_app(settings, store=store)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
+        if store is not None:
+            await asyncio.gather(*(store.ping() for _ in range(WARM_CONNECTIONS)))
         transport = httpx.ASGITransport(app=app)
         async with (httpx.AsyncClient(transport=transport, base_url=BASE + "/",
                                       headers=admin_headers()) as fhir,
@@ -67,6 +78,18 @@ async def book_for_maria(clinic: Clinic, when: tuple[str, str]) -> Resource:
     """A booked appointment with the practitioner; María has not answered yet."""
     return await booked(clinic.fhir, [await open_slot(clinic.fhir, when)], when=when,
                         patient=MARIA)
+
+
+async def schedule_of(clinic: Clinic, practitioner: str = PRACTITIONER) -> str:
+    """A new Schedule of the practitioner (in America/New_York); its id."""
+    return str((await created(clinic.fhir, make_schedule(practitioner)))["id"])
+
+
+async def slot_in(clinic: Clinic, schedule_id: str, when: tuple[str, str], *,
+                  status: str = "free") -> str:
+    """A new Slot of the Schedule; its id."""
+    return str((await created(clinic.fhir, make_slot(schedule_id, when[0], when[1],
+                                                     status=status)))["id"])
 
 
 async def hold_for_maria(clinic: Clinic, when: tuple[str, str]) -> Resource:
