@@ -207,9 +207,9 @@ async def test_of_patients_racing_for_one_time_exactly_one_gets_it(tmp_path: Pat
 
 # --- booking a proposal -----------------------------------------------------------------
 
-async def propose(clinic: Clinic, period: tuple[str, str]) -> Resource:
-    """A follow-up proposal for María with the practitioner, as staff create one."""
-    proposal = candidate([], status="proposed", patient=MARIA,
+async def propose(clinic: Clinic, period: tuple[str, str], patient: str = MARIA) -> Resource:
+    """A follow-up proposal for the patient with the practitioner, as staff create one."""
+    proposal = candidate([], status="proposed", patient=patient,
                          requestedPeriod=[{"start": period[0], "end": period[1]}],
                          minutesDuration=30, description="Follow-up visit")
     proposal.pop("start"), proposal.pop("end")
@@ -259,3 +259,19 @@ async def test_a_proposal_link_refuses_a_time_outside_the_requested_period(
     assert await versions_written(clinic.fhir) == before
     assert (await appointment(clinic, proposal["id"]))["status"] == "proposed"
     assert await slot_status(clinic.fhir, outside) == "free"
+
+
+async def test_of_patients_racing_to_book_proposals_at_one_time_exactly_one_gets_it(
+        tmp_path: Path, store_url: str) -> None:
+    async with running_clinic(tmp_path, store_url, racing=True) as clinic:
+        target = await slot_in(clinic, await schedule_of(clinic), NEW)
+        proposals = [await propose(clinic, (ahead(4, 0)[0], ahead(7, 0)[0]), f"Patient/racer{n}")
+                     for n in range(RACERS)]
+
+        responses = await asyncio.gather(*(
+            choose(clinic, clinic.links.book(p["id"]), NEW[0], target) for p in proposals))
+
+        assert Counter(r.status_code for r in responses) == {200: 1, 409: RACERS - 1}
+        statuses = Counter([(await appointment(clinic, p["id"]))["status"] for p in proposals])
+        assert statuses == {"booked": 1, "proposed": RACERS - 1}
+        assert await slot_status(clinic.fhir, target) == "busy"
