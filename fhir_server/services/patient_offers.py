@@ -34,6 +34,7 @@ FIND_LIMIT = 200  # a choice is checked against this many fresh offers, not just
 MOVE_HORIZON = timedelta(days=30)
 SCHEDULE_LIMIT = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +82,13 @@ async def move_offers(ctx: FhirContext, view: AppointmentView, *,
 async def proposal_offers(ctx: FhirContext, view: AppointmentView, *,
                           now: datetime) -> list[Offer]:
     """Free times inside the proposal's `requestedPeriod`s (from now, at most `MAX_WINDOW`)."""
-    windows = requested_windows(view.appointment, now=now)
+    windows = _requested_windows(view.appointment, now=now)
     minutes = view.appointment.get("minutesDuration")
     return await _offers(ctx, view, windows, minutes if isinstance(minutes, int) else None,
                          now=now)
 
 
-def requested_windows(proposal: Mapping[str, Any], *, now: datetime) -> list[Window]:
+def _requested_windows(proposal: Mapping[str, Any], *, now: datetime) -> list[Window]:
     """The proposal's requested periods cut to [now, now + MAX_WINDOW); unreadable ones skipped."""
     windows = []
     for period in proposal.get("requestedPeriod") or ():
@@ -120,8 +121,7 @@ async def _offers(ctx: FhirContext, view: AppointmentView, windows: Sequence[Win
         if not any(low <= found.start and found.end <= high for low, high in windows):
             continue
         ids = tuple(dict.fromkeys(i for _, slot_ids in found.participants for i in slot_ids))
-        offers.append(Offer(found.start, found.end, ids,
-                            zones.get(ids[0], ZoneInfo("UTC")) if ids else ZoneInfo("UTC")))
+        offers.append(Offer(found.start, found.end, ids, zones.get(next(iter(ids), ""), _UTC)))
     return offers
 
 
@@ -172,8 +172,9 @@ async def _zones(ctx: FhirContext, slots: Sequence[StoredResource]) -> dict[str,
     schedule_of = {s.id: str((body_of(s).get("schedule") or {}).get("reference", ""))
                    .rsplit("/", 1)[-1] for s in slots}
     ids = sorted({i for i in schedule_of.values() if i})
-    schedules = {r.id: body_of(r) for r in await ctx.store.read_many("Schedule", ids)} \
-        if ids else {}
+    if not ids:
+        return {}
+    schedules = {r.id: body_of(r) for r in await ctx.store.read_many("Schedule", ids)}
     return {slot: schedule_zone(schedules.get(schedule)) for slot, schedule in schedule_of.items()}
 
 
