@@ -3,16 +3,16 @@
 Steps, each a version-checked write on the request (`services.outbox_leases`):
 1. the scan claimed the request (lease until now + dispatch_lease_s); `deliver` re-reads it at
    that version, or drops the work (someone moved, revoked or re-claimed it);
-2. if a `completed` Communication for this occurrence exists, the message was sent before a
-   crash: close the request and stop;
+2. if a `completed` Communication for this occurrence exists (the request was reactivated
+   after it was sent), close the request and stop;
 3. a request whose appointment no longer wants it (cancelled before a reminder) is revoked;
    during the recipient's quiet hours it is deferred to their end;
 4. the attempt is recorded (attempt + 1, lease renewed) before anything is sent;
 5. the message is composed and sent, trying the plan's channels in order: a permanent failure
    moves on to the next channel at once, a transient one is retried with exponential back-off
    (`dispatch_interval_s * 4^(attempt-1)`), and the last attempt tries every channel;
-6. the outcome is recorded as a Communication (id and identifier = the delivery key), then the
-   request is closed (or its next occurrence armed).
+6. the outcome is recorded as a Communication (id and identifier = the delivery key) and the
+   request closed (or its next occurrence armed) in one atomic commit.
 
 Why nothing is lost and nothing is sent twice: the store is the source of truth and every
 broker message is only a hint. A worker killed anywhere leaves the lease to lapse; the next
@@ -20,8 +20,8 @@ scan claims the request again (a lost or duplicated task message changes nothing
 stale claim fails step 1). A crash before step 5 sends nothing. A crash after the channel
 accepted the message but before step 6 makes the next attempt send it again, with the same
 delivery key `<request key>@<due>`: email derives its Message-ID from it, the SMS/voice
-provider gets it as its idempotency token, so the recipient's side sees one message. A crash
-between the Communication and closing the request is caught by step 2. Two workers never
+provider gets it as its idempotency token, so the recipient's side sees one message. Once
+step 6 committed, nothing sends the occurrence again (steps 1 and 2). Two workers never
 send at once while a lease holds, because step 4 is version-checked; a lease outliving a
 send is guaranteed by senders' timeouts (seconds) being far below the lease (minutes).
 Attempts lost to crashes count too: a request that crashes its worker every time ends as
@@ -173,7 +173,8 @@ class Dispatcher:
             await leases.defer(self.ctx, stored, until=plan.not_before, now=now)
             return Outcome.DEFERRED
         if lease.attempt >= self.policy.max_attempts:
-            return await self._give_up(stored, request, key, kind, lease.attempt, now=now,
+            return await self._give_up(stored, request, key, kind, lease.attempt,
+                                       earlier=earlier, now=now,
                                        reason="no attempt finished (worker lost)")
         try:
             stored = await leases.start_attempt(self.ctx, stored, now=now,
@@ -184,7 +185,11 @@ class Dispatcher:
         last = attempt >= self.policy.max_attempts
         result = await self._send(request, plan, key, last_attempt=last)
         if isinstance(result, _Sent):
-            await self._record_sent(stored, request, key, kind, lease.due, result, now=now)
+            await leases.conclude(self.ctx, stored, Delivery(
+                key, result.receipt.accepted_at, result.message.channel, result.message.text,
+                provider_id=result.receipt.provider_id), earlier=earlier, now=now)
+            metrics.sent(kind=kind, channel=result.message.channel,
+                         lag_s=(result.receipt.accepted_at - lease.due).total_seconds())
             return Outcome.SENT
         if result.transient and not last:
             metrics.retried(kind=kind, request_id=stored.id, attempt=attempt,
@@ -192,8 +197,8 @@ class Dispatcher:
             await leases.defer(self.ctx, stored, until=now + self.policy.backoff(attempt),
                                now=now, error=result.reason)
             return Outcome.RETRYING
-        return await self._give_up(stored, request, key, kind, attempt, now=now,
-                                   reason=result.reason)
+        return await self._give_up(stored, request, key, kind, attempt, earlier=earlier,
+                                   now=now, reason=result.reason)
 
     async def _send(self, request: Resource, plan: ChannelPlan, key: str, *,
                     last_attempt: bool) -> _Sent | _Failed:
@@ -220,25 +225,15 @@ class Dispatcher:
             reasons.append("the recipient has no address on any configured channel")
         return _Failed("; ".join(reasons), transient)
 
-    async def _record_sent(self, stored: StoredResource, request: Resource, key: str,
-                           kind: MessageKind, due: datetime, sent: _Sent, *,
-                           now: datetime) -> None:
-        await leases.record_delivery(self.ctx, request, Delivery(
-            key, sent.receipt.accepted_at, sent.message.channel, sent.message.text,
-            provider_id=sent.receipt.provider_id), now=now)
-        await leases.finish(self.ctx, stored, now=now)
-        metrics.sent(kind=kind, channel=sent.message.channel,
-                     lag_s=(sent.receipt.accepted_at - due).total_seconds())
-
     async def _give_up(self, stored: StoredResource, request: Resource, key: str,
-                       kind: MessageKind, attempts: int, *, now: datetime,
-                       reason: str) -> Outcome:
+                       kind: MessageKind, attempts: int, *, earlier: StoredResource | None,
+                       now: datetime, reason: str) -> Outcome:
         summary = " ".join(str(p.get("contentString", "")) for p in request.get("payload", ()))
-        await leases.record_delivery(self.ctx, request, Delivery(
+        await leases.conclude(self.ctx, stored, Delivery(
             key, None, None, summary or "(no content)",
             reason=f"{reason} (after {attempts} attempts)",
-            reason_code="system-error" if attempts else "recipient-unavailable"), now=now)
-        await leases.finish(self.ctx, stored, now=now, status_when_done="on-hold")
+            reason_code="system-error" if attempts else "recipient-unavailable"),
+            earlier=earlier, now=now)
         metrics.delivery_failed(kind=kind, request_id=stored.id, attempts=attempts,
                                 reason=reason)
         return Outcome.FAILED

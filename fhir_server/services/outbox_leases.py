@@ -7,7 +7,6 @@ dispatcher acts on a request at a time: a claim or an attempt that loses the rac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,9 +26,10 @@ from fhir_server.scheduling.outbox_records import (
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import body_of
 from fhir_server.services.versions import next_version
-from fhir_server.store.protocol import StoredResource, WriteConflict
+from fhir_server.store.protocol import StoredResource, VersionWrite, WriteConflict
 
 REQUEST = "CommunicationRequest"
+CLAIM_BATCH = 50
 Resource = dict[str, Any]
 
 
@@ -54,24 +54,43 @@ async def due_requests(ctx: FhirContext, *, now: datetime, limit: int) -> list[S
 
 async def claim_due(ctx: FhirContext, *, now: datetime, lease_for: timedelta,
                     limit: int) -> list[Claim]:
-    """Lease up to `limit` due requests; those another dispatcher took first are skipped."""
-    claims = [await claim(ctx, stored, now=now, lease_for=lease_for)
-              for stored in await due_requests(ctx, now=now, limit=limit)]
-    return [held for held in claims if held is not None]
+    """Lease up to `limit` due requests, `CLAIM_BATCH` per commit; when a batch loses a race
+    its requests are claimed one by one and those another dispatcher took are skipped."""
+    claims: list[Claim] = []
+    due = await due_requests(ctx, now=now, limit=limit)
+    for first in range(0, len(due), CLAIM_BATCH):
+        batch = due[first:first + CLAIM_BATCH]
+        try:
+            written = await ctx.store.commit([_claim_write(ctx, stored, now=now,
+                                                           lease_for=lease_for)
+                                              for stored in batch])
+        except WriteConflict:
+            single = [await claim(ctx, stored, now=now, lease_for=lease_for)
+                      for stored in batch]
+            claims += [held for held in single if held is not None]
+            continue
+        claims += [Claim(stored.id, stored.version_id) for stored in written]
+    return claims
 
 
 async def claim(ctx: FhirContext, stored: StoredResource, *, now: datetime,
                 lease_for: timedelta) -> Claim | None:
     """Lease one due request until now + `lease_for`; None if someone else changed it first."""
-    body = body_of(stored)
-    lease = lease_of(body) or Lease(due=occurrence_of(body) or now)
-    until = now + lease_for
     try:
-        written = await _write(ctx, stored, with_lease(body, replace(lease, expires=until),
-                                                       occurrence=until), now=now)
+        [written] = await ctx.store.commit([_claim_write(ctx, stored, now=now,
+                                                         lease_for=lease_for)])
     except WriteConflict:
         return None
     return Claim(stored.id, written.version_id)
+
+
+def _claim_write(ctx: FhirContext, stored: StoredResource, *, now: datetime,
+                 lease_for: timedelta) -> VersionWrite:
+    body = body_of(stored)
+    lease = lease_of(body) or Lease(due=occurrence_of(body) or now)
+    until = now + lease_for
+    return _request_write(ctx, stored, with_lease(body, replace(lease, expires=until),
+                                                  occurrence=until), now=now)
 
 
 async def claimed(ctx: FhirContext, held: Claim) -> StoredResource | None:
@@ -102,22 +121,39 @@ async def defer(ctx: FhirContext, stored: StoredResource, *, until: datetime, no
     await _write(ctx, stored, with_lease(body, waiting, occurrence=until), now=now)
 
 
-async def finish(ctx: FhirContext, stored: StoredResource, *, now: datetime,
-                 status_when_done: str = "completed") -> None:
-    """This occurrence is over: arm a repeating request's next one, else close the request
-    (`completed`, or `on-hold` after a failed delivery so staff can fix and reactivate it)."""
+async def finish(ctx: FhirContext, stored: StoredResource, *, now: datetime) -> None:
+    """This occurrence was delivered before: close it (or arm a repeating request's next)."""
+    await _write(ctx, stored, _closed(body_of(stored), now=now, status_when_done="completed"),
+                 now=now)
+
+
+async def conclude(ctx: FhirContext, stored: StoredResource, delivery: Delivery, *,
+                   earlier: StoredResource | None, now: datetime) -> None:
+    """Record `delivery` as a Communication (over an `earlier` not-done one) and close the
+    occurrence, in one atomic commit: `completed` after a send, `on-hold` after a failure so
+    staff can fix the address and reactivate it; a repeating request arms its next one."""
     body = body_of(stored)
+    record = communication(body, delivery)
+    closed = _closed(body, now=now,
+                     status_when_done="completed" if delivery.sent else "on-hold")
+    await ctx.store.commit([
+        next_version(ctx, record, resource_type="Communication", id=record["id"],
+                     current=earlier, now=now, method="PUT" if earlier else "POST"),
+        _request_write(ctx, stored, closed, now=now)])
+
+
+def _closed(body: Resource, *, now: datetime, status_when_done: str) -> Resource:
+    """The request after an occurrence: its next one armed, else closed at its due time."""
     lease = lease_of(body) or Lease(due=occurrence_of(body) or now)
     timing = timing_of(body)
     following = next_occurrence(timing, after=lease.due, delivered=lease.delivered + 1) \
         if timing is not None else None
     if following is not None:
-        armed = Lease(due=following, delivered=lease.delivered + 1)
-        await _write(ctx, stored, with_lease(body, armed, occurrence=following), now=now)
-        return
+        return with_lease(body, Lease(due=following, delivered=lease.delivered + 1),
+                          occurrence=following)
     done = with_lease(body, None, occurrence=lease.due)
     done["status"] = status_when_done
-    await _write(ctx, stored, done, now=now)
+    return done
 
 
 async def revoke(ctx: FhirContext, stored: StoredResource, *, now: datetime,
@@ -136,22 +172,13 @@ async def recorded_delivery(ctx: FhirContext, communication_id: str) -> StoredRe
     return stored if stored is not None and not stored.deleted else None
 
 
-async def record_delivery(ctx: FhirContext, request: Mapping[str, Any], delivery: Delivery, *,
-                          now: datetime) -> StoredResource:
-    """Write the Communication for `delivery`: created, or over an earlier not-done one."""
-    record = communication(request, delivery)
-    current = await recorded_delivery(ctx, record["id"])
-    if current is not None and body_of(current).get("status") == "completed":
-        return current  # sent before a crash: that record stands
-    write = next_version(ctx, record, resource_type="Communication", id=record["id"],
-                         current=current, now=now, method="PUT" if current else "POST")
-    [stored] = await ctx.store.commit([write])
-    return stored
-
-
 async def _write(ctx: FhirContext, current: StoredResource, body: Resource, *,
                  now: datetime) -> StoredResource:
-    write = next_version(ctx, body, resource_type=REQUEST, id=current.id, current=current,
-                         now=now, method="PUT")
-    [stored] = await ctx.store.commit([write])
+    [stored] = await ctx.store.commit([_request_write(ctx, current, body, now=now)])
     return stored
+
+
+def _request_write(ctx: FhirContext, current: StoredResource, body: Resource, *,
+                   now: datetime) -> VersionWrite:
+    return next_version(ctx, body, resource_type=REQUEST, id=current.id, current=current,
+                        now=now, method="PUT")
