@@ -59,19 +59,20 @@ def record_request(request: Request, template: str, method: str, response: Respo
 
 def _record(request: Request, interaction: str, fixed_type: str | None, operation: str | None,
             response: Response | None, error: BaseException | None) -> AuditRecord:
-    params = request.path_params
+    params = request.scope["path_params"]
     status, description = _outcome(response, error)
-    access: Access | None = getattr(request.state, "access", None)
-    decision: Decision | None = getattr(request.state, "decision", None)
+    state = request.scope.get("state", {})  # what `request.state` reads, without the wrapper
+    access: Access | None = state.get("access")
+    decision: Decision | None = state.get("decision")
     resource_type = fixed_type if fixed_type not in (None, "*") else params.get("resource_type")
     resource_id, version_id = params.get("id"), params.get("version_id")
     body = None
     if response is not None and status < 400:
-        location = response.headers.get("location")
+        location, etag = _location_and_etag(response)
         if location and interaction in ("create", "update", "patch"):
             resource_id, version_id = _id_and_version(location, resource_id, version_id)
         elif interaction == "read":
-            version_id = _etag_version(response.headers.get("etag"))
+            version_id = _etag_version(etag)
         if interaction in _SINGLE_RESOURCE:
             body = getattr(response, "body", None)
         if interaction == "batch" and b'"transaction-response"' in getattr(response, "body", b""):
@@ -81,18 +82,17 @@ def _record(request: Request, interaction: str, fixed_type: str | None, operatio
         patient = decision.compartment.patient_id
     client = request.scope.get("client")
     return AuditRecord(
-        interaction=interaction, status=status, recorded=datetime.now(UTC),
-        resource_type=resource_type, resource_id=resource_id, version_id=version_id,
-        operation=operation, query=_query(request) if interaction == "search-type" else None,
-        outcome_desc=description, client_id=access.client_id if access else None,
-        fhir_user=access.fhir_user if access else None, patient_id=patient,
-        address=client[0] if client else None, body=body)
+        interaction, status, datetime.now(UTC), resource_type, resource_id, version_id,
+        operation, _query(request) if interaction == "search-type" else None, description,
+        access.client_id if access else None, access.fhir_user if access else None, patient,
+        client[0] if client else None, body)
 
 
-def _outcome(response: Response | None, error: BaseException | None) -> tuple[int, str]:
-    """The status sent and a short description (the refusal's diagnostics)."""
+def _outcome(response: Response | None,
+             error: BaseException | None) -> tuple[int, str | None]:
+    """The status sent and, for a refusal, a short description (its diagnostics)."""
     if response is not None:
-        return response.status_code, status_line(response.status_code)
+        return response.status_code, None  # the status line, rendered when read
     if isinstance(error, FhirError):
         status = status_for(error)
         return status, f"{status_line(status)}: {error}"
@@ -108,6 +108,17 @@ def _id_and_version(location: str, resource_id: str | None,
     return head.rstrip("/").rsplit("/", 1)[-1] or resource_id, version or version_id
 
 
+def _location_and_etag(response: Response) -> tuple[str | None, str | None]:
+    """The Location and ETag headers, in one pass over the raw headers."""
+    location = etag = None
+    for name, value in response.raw_headers:
+        if name == b"location":
+            location = value.decode("latin-1")
+        elif name == b"etag":
+            etag = value.decode("latin-1")
+    return location, etag
+
+
 def _etag_version(etag: str | None) -> str | None:
     """`W/"3"` → `3`."""
     return etag.removeprefix("W/").strip('"') or None if etag else None
@@ -116,5 +127,5 @@ def _etag_version(etag: str | None) -> str | None:
 def _query(request: Request) -> str:
     """The search as sent: the query string, plus the form of a `POST _search`."""
     query = request.scope.get("query_string", b"").decode("latin-1")
-    form: str | None = getattr(request.state, "search_form", None)
+    form: str | None = request.scope.get("state", {}).get("search_form")
     return "&".join(part for part in (query, form) if part)

@@ -127,4 +127,4 @@ class AuditWriter:
                     self._room.set()
 
     def _new_id(self) -> str:
-        return f"{self._prefix}-{next(self._serial):x}"
+        return f"{self._prefix}-{next(self._serial):010x}"  # in order: appends to indexes

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from fhir_server.fhir.search.model import IndexEntry, StoreQuery
 
@@ -75,9 +75,9 @@ class HistoryPage:
     total: int
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One audit log row: what its AuditEvent is searched by, and the record it renders from.
+class AuditEntry(NamedTuple):
+    """One audit log row: what its AuditEvent is searched by, and the record it renders from
+    (a tuple: one is built per request).
 
     `references` are `(param, type, id)` for the `entity`, `patient` and `agent` searches;
     `record` is opaque to the store.

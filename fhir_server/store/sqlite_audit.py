@@ -34,7 +34,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
     id TEXT NOT NULL PRIMARY KEY, recorded INTEGER NOT NULL,
     subtype TEXT NOT NULL, action TEXT NOT NULL, outcome TEXT NOT NULL,
-    client_id TEXT, client_key TEXT, record BLOB NOT NULL);
+    client_id TEXT, client_key TEXT, record BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded, id);
 CREATE TABLE IF NOT EXISTS audit_ref (
     param TEXT NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL, id TEXT NOT NULL,

@@ -1,14 +1,18 @@
-"""Benchmark: Appointment read and `Appointment?patient=&date=` search against a bare baseline.
+"""Benchmark: Appointment read and `Appointment?patient=&date=` search against a bare baseline,
+and the cost of security (token validation + authorization + audit) on both.
 
 Usage (from the repository root, inside the venv):
-    python scripts/bench/read_search.py [--appointments 10000] [--duration 10] [--store sqlite]
+    python scripts/bench/read_search.py [--appointments 10000] [--duration 10] [--rounds 3]
     MONGODB_URI=mongodb://host:27017 python scripts/bench/read_search.py --store mongo
     python scripts/bench/read_search.py --store mongo          # jongodb test server (not MongoDB)
 
-It loads N appointments into a fresh store, starts the real server and a bare Starlette app
-on the same store in separate uvicorn processes, drives both with `wrk` (falls back to an
-httpx client when wrk is missing), and prints requests/s and the ratio to the baseline.
-The baseline reads the same stored JSON through the same adapter with no FHIR layer on top.
+It loads N appointments into a fresh store and starts, on that store, in separate uvicorn
+processes: the real server, the same server with guard and audit switched off
+(`unsecured_app.py`), and a bare Starlette app. It drives them with `wrk` (an httpx client
+when wrk is missing) and prints requests/s: the bare baseline once, then security off and on
+alternately for `--rounds` rounds (medians), the ratio to the baseline and the overhead of
+security (on vs off). The baseline reads the same stored JSON through the same adapter with
+no FHIR layer on top; the secured server writes one audit record per request.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,6 +172,7 @@ def main() -> None:
     parser.add_argument("--appointments", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", choices=["sqlite", "mongo"], default="sqlite")
     args = parser.parse_args()
     with ExitStack() as stack:
@@ -179,24 +185,36 @@ def main() -> None:
         env = {"FHIR_SCHEDULER_STORE_URL": store_url, "FHIR_SCHEDULER_DATA_DIR": str(data_dir),
                "FHIR_SCHEDULER_BASE_URL": "http://127.0.0.1/fhir", "FHIR_SCHEDULER_LOG_LEVEL": "WARNING"}
         server = stack.enter_context(uvicorn_server("fhir_server.app:create_app", env))
+        unsecured = stack.enter_context(
+            uvicorn_server("scripts.bench.unsecured_app:create_unsecured_app", env))
         bare = stack.enter_context(uvicorn_server("scripts.bench.bare_app:create_bare_app", env))
         target = f"a{random.Random(7).randrange(args.appointments)}"
         patient = f"p{int(target[1:]) % PATIENTS}"
         search = f"Appointment?patient=Patient/{patient}&date=ge2026-01-01&date=lt2026-05-01"
-        cases = [
-            ("read", f"{bare}/bare/Appointment/{target}", f"{server}/fhir/Appointment/{target}"),
-            ("search", f"{bare}/bare/search?patient={patient}", f"{server}/fhir/{search}"),
-        ]
+        cases = [("read", f"{bare}/bare/Appointment/{target}", f"Appointment/{target}"),
+                 ("search", f"{bare}/bare/search?patient={patient}", search)]
         token = issue_access_token(
             load_or_create_keys(data_dir), issuer="http://127.0.0.1/auth",
             audience="http://127.0.0.1/fhir", subject="bench", scopes="user/*.cruds",
             lifetime=timedelta(hours=1), now=datetime.now(UTC), role="administrator")
-        auth = {"Authorization": f"Bearer {token}"}
-        print(f"{'case':8} {'bare req/s':>11} {'server req/s':>13} {'ratio':>6}")
-        for name, bare_url, server_url in cases:
+        auth = {"Authorization": f"Bearer {token}"}  # sent to both, so requests are alike
+        print(f"wrk -t1 -c{args.connections} -d{args.duration}s; security off/on alternate "
+              f"{args.rounds} rounds (medians)")
+        print(f"{'case':8} {'bare req/s':>11} {'off req/s':>10} {'on req/s':>9} "
+              f"{'on/bare':>8} {'overhead':>9}")
+        for name, bare_url, path in cases:
             baseline = requests_per_second(bare_url, args.duration, args.connections)
-            measured = requests_per_second(server_url, args.duration, args.connections, auth)
-            print(f"{name:8} {baseline:11.0f} {measured:13.0f} {measured / baseline:6.2f}")
+            off, on = [], []
+            for _ in range(args.rounds):
+                off.append(requests_per_second(f"{unsecured}/fhir/{path}", args.duration,
+                                               args.connections, auth))
+                on.append(requests_per_second(f"{server}/fhir/{path}", args.duration,
+                                              args.connections, auth))
+            med_off, med_on = statistics.median(off), statistics.median(on)
+            print(f"{name:8} {baseline:11.0f} {med_off:10.0f} {med_on:9.0f} "
+                  f"{med_on / baseline:8.2f} {1 - med_on / med_off:9.1%}")
+            print(f"{'':8} rounds off {' '.join(f'{r:.0f}' for r in off)}; "
+                  f"on {' '.join(f'{r:.0f}' for r in on)}")
 
 
 if __name__ == "__main__":
