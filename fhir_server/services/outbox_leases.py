@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_server.fhir.instants import format_instant
+from fhir_server.fhir.search.model import StoreQuery
 from fhir_server.fhir.search.parse import parse_search
 from fhir_server.scheduling.occurrence_timing import next_occurrence
 from fhir_server.scheduling.outbox_records import (
@@ -41,15 +42,19 @@ class Claim:
     version: int
 
 
-async def due_requests(ctx: FhirContext, *, now: datetime, limit: int) -> list[StoredResource]:
+def due_query(ctx: FhirContext, *, now: datetime, limit: int) -> StoreQuery:
     """Active requests whose occurrence has come (unleased, or their lease lapsed), oldest
-    first; one query on the indexed `status` and `occurrence`."""
+    first: one query on the indexed `status` and `occurrence`."""
     request = parse_search(REQUEST, [
         ("status", "active"), ("occurrence", f"le{format_instant(now)}"),
         ("_sort", "occurrence"), ("_count", str(limit))], ctx.registry, now=now,
         base_url=ctx.base_url, max_count=max(limit, 1))
-    page = await ctx.store.search(replace(request.query, with_total=False))
-    return page.resources
+    return replace(request.query, with_total=False)
+
+
+async def due_requests(ctx: FhirContext, *, now: datetime, limit: int) -> list[StoredResource]:
+    """The requests `due_query` finds."""
+    return (await ctx.store.search(due_query(ctx, now=now, limit=limit))).resources
 
 
 async def claim_due(ctx: FhirContext, *, now: datetime, lease_for: timedelta,
