@@ -7,7 +7,8 @@ Steps, each a version-checked write on the request (`services.outbox_leases`):
    after it was sent), close the request and stop;
 3. a request whose appointment no longer wants it (cancelled before a reminder) is revoked;
    during the recipient's quiet hours it is deferred to their end;
-4. the attempt is recorded (attempt + 1, lease renewed) before anything is sent;
+4. the claim counted the attempt (attempt + 1) before anything is sent; a claim that waited in
+   the queue for more than half its lease renews it first (version-checked);
 5. the message is composed and sent, trying the plan's channels in order: a permanent failure
    moves on to the next channel at once, a transient one is retried with exponential back-off
    (`dispatch_interval_s * 4^(attempt-1)`), and the last attempt tries every channel;
@@ -22,8 +23,8 @@ accepted the message but before step 6 makes the next attempt send it again, wit
 delivery key `<request key>@<due>`: email derives its Message-ID from it, the SMS/voice
 provider gets it as its idempotency token, so the recipient's side sees one message. Once
 step 6 committed, nothing sends the occurrence again (steps 1 and 2). Two workers never
-send at once while a lease holds, because step 4 is version-checked; a lease outliving a
-send is guaranteed by senders' timeouts (seconds) being far below the lease (minutes).
+send at once: a lease is claimed with a version-checked write, only its holder renews it, and
+a send starts only with at least half the lease left, far more than senders' timeouts.
 Attempts lost to crashes count too: a request that crashes its worker every time ends as
 `not-done` after `dispatch_max_attempts`.
 """
@@ -170,18 +171,20 @@ class Dispatcher:
                                   now=now.astimezone(), same_day=_same_day(appointment, now),
                                   default_language=self.policy.default_language)
         if plan.not_before is not None and plan.not_before > now:
-            await leases.defer(self.ctx, stored, until=plan.not_before, now=now)
+            await leases.defer(self.ctx, stored, until=plan.not_before, now=now,
+                               attempted=False)
             return Outcome.DEFERRED
-        if lease.attempt >= self.policy.max_attempts:
-            return await self._give_up(stored, request, key, kind, lease.attempt,
+        attempt = lease.attempt
+        if attempt > self.policy.max_attempts:
+            return await self._give_up(stored, request, key, kind, attempt - 1,
                                        earlier=earlier, now=now,
                                        reason="no attempt finished (worker lost)")
-        try:
-            stored = await leases.start_attempt(self.ctx, stored, now=now,
-                                                lease_for=self.policy.lease_for)
-        except WriteConflict:
-            return Outcome.SKIPPED
-        attempt = lease.attempt + 1
+        if lease.expires is None or lease.expires - now < self.policy.lease_for / 2:
+            try:  # queued for long: make sure the lease outlasts the send
+                stored = await leases.renew(self.ctx, stored, now=now,
+                                            lease_for=self.policy.lease_for)
+            except WriteConflict:
+                return Outcome.SKIPPED
         last = attempt >= self.policy.max_attempts
         result = await self._send(request, plan, key, last_attempt=last)
         if isinstance(result, _Sent):

@@ -80,7 +80,8 @@ async def claim_due(ctx: FhirContext, *, now: datetime, lease_for: timedelta,
 
 async def claim(ctx: FhirContext, stored: StoredResource, *, now: datetime,
                 lease_for: timedelta) -> Claim | None:
-    """Lease one due request until now + `lease_for`; None if someone else changed it first."""
+    """Lease one due request until now + `lease_for`, counting an attempt; None if someone
+    else changed it first."""
     try:
         [written] = await ctx.store.commit([_claim_write(ctx, stored, now=now,
                                                          lease_for=lease_for)])
@@ -94,8 +95,8 @@ def _claim_write(ctx: FhirContext, stored: StoredResource, *, now: datetime,
     body = body_of(stored)
     lease = lease_of(body) or Lease(due=occurrence_of(body) or now)
     until = now + lease_for
-    return _request_write(ctx, stored, with_lease(body, replace(lease, expires=until),
-                                                  occurrence=until), now=now)
+    attempt = replace(lease, attempt=lease.attempt + 1, expires=until)
+    return _request_write(ctx, stored, with_lease(body, attempt, occurrence=until), now=now)
 
 
 async def claimed(ctx: FhirContext, held: Claim) -> StoredResource | None:
@@ -106,23 +107,25 @@ async def claimed(ctx: FhirContext, held: Claim) -> StoredResource | None:
     return stored if body_of(stored).get("status") == "active" else None
 
 
-async def start_attempt(ctx: FhirContext, stored: StoredResource, *, now: datetime,
-                        lease_for: timedelta) -> StoredResource:
-    """Record that an attempt starts now (attempt + 1, lease renewed from now); raises
+async def renew(ctx: FhirContext, stored: StoredResource, *, now: datetime,
+                lease_for: timedelta) -> StoredResource:
+    """Extend the lease to now + `lease_for` (a claim that waited long in the queue); raises
     `WriteConflict` if the request changed since it was read."""
     body = body_of(stored)
     lease = lease_of(body) or Lease(due=occurrence_of(body) or now)
     until = now + lease_for
-    attempt = replace(lease, attempt=lease.attempt + 1, expires=until)
-    return await _write(ctx, stored, with_lease(body, attempt, occurrence=until), now=now)
+    return await _write(ctx, stored, with_lease(body, replace(lease, expires=until),
+                                                occurrence=until), now=now)
 
 
 async def defer(ctx: FhirContext, stored: StoredResource, *, until: datetime, now: datetime,
-                error: str | None = None) -> None:
-    """Release the lease and look at the request again at `until` (back-off, quiet hours)."""
+                error: str | None = None, attempted: bool = True) -> None:
+    """Release the lease and look at the request again at `until`: after a failed attempt
+    (back-off), or without one (`attempted=False`: quiet hours, which use up no attempt)."""
     body = body_of(stored)
     lease = lease_of(body) or Lease(due=occurrence_of(body) or now)
-    waiting = replace(lease, expires=None, last_error=error or lease.last_error)
+    waiting = replace(lease, expires=None, last_error=error or lease.last_error,
+                      attempt=lease.attempt if attempted else max(lease.attempt - 1, 0))
     await _write(ctx, stored, with_lease(body, waiting, occurrence=until), now=now)
 
 

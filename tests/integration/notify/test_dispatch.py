@@ -271,3 +271,17 @@ async def test_reconcile_plans_for_a_booking_whose_planning_failed(ctx: FhirCont
     assert (repaired, again) == (1, 0)
     requests = await outbox.requests_about(ctx, "Appointment/a1", now=NOW)
     assert len(requests) == 4
+
+
+async def test_a_claim_that_waited_past_its_lease_is_dropped_once_another_took_over(
+        ctx: FhirContext) -> None:
+    await resources.update(ctx, "CommunicationRequest", "f1", follow_up("f1", NOW), now=NOW)
+    email = RecordingSender(ChannelName.EMAIL)
+    dispatcher = make_dispatcher(ctx, email)
+    stale = await claim_one(ctx, NOW)
+    late = NOW + LEASE * 2
+    fresh = await claim_one(ctx, late)
+
+    assert await dispatcher.deliver(stale, now=late) is Outcome.SKIPPED
+    assert await dispatcher.deliver(fresh, now=late + LEASE * 3 / 4) is Outcome.SENT
+    assert len(email.sent) == 1
