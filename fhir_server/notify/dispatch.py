@@ -174,7 +174,13 @@ class Dispatcher:
             await leases.defer(self.ctx, stored, until=plan.not_before, now=now,
                                attempted=False)
             return Outcome.DEFERRED
-        attempt = lease.attempt
+        return await self._attempt(stored, request, lease, plan, earlier, now=now)
+
+    async def _attempt(self, stored: StoredResource, request: Resource, lease: Lease,
+                       plan: ChannelPlan, earlier: StoredResource | None, *,
+                       now: datetime) -> Outcome:
+        """Steps 4 to 6 of the module docstring: send, then record the outcome."""
+        key, kind, attempt = delivery_key(request, lease.due), kind_of(request), lease.attempt
         if attempt > self.policy.max_attempts:
             return await self._give_up(stored, request, key, kind, attempt - 1,
                                        earlier=earlier, now=now,
