@@ -190,6 +190,47 @@ def make_practitioner(staff: StaffMember) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class OfficeMember:
+    """A non-clinical colleague who signs in (front desk, administration): a Practitioner
+    record so audit trails name the person, with a role but no schedule."""
+
+    id: str
+    given: str
+    family: str
+    occupation: tuple[str, str, str]
+
+
+RECEPTIONIST = (SNOMED, "159561009", "Receptionist")
+HEALTH_ADMINISTRATOR = (SNOMED, "224608005", "Administrative healthcare staff")
+OFFICE = (
+    OfficeMember("sam-rivera", "Sam", "Rivera", RECEPTIONIST),
+    OfficeMember("jordan-blake", "Jordan", "Blake", HEALTH_ADMINISTRATOR),
+)
+
+
+def make_office_practitioner(member: OfficeMember) -> dict:
+    return {
+        "resourceType": "Practitioner",
+        "id": member.id,
+        "active": True,
+        "name": [{"use": "official", "family": member.family, "given": [member.given]}],
+        "telecom": [{"system": "email", "use": "work",
+                     "value": f"{member.given.lower()}.{member.family.lower()}@{CLINIC_DOMAIN}"}],
+    }
+
+
+def make_office_role(member: OfficeMember) -> dict:
+    return {
+        "resourceType": "PractitionerRole",
+        "id": f"role-{member.id}",
+        "active": True,
+        "practitioner": ref("Practitioner", member.id, f"{member.given} {member.family}"),
+        "organization": ref("Organization", ORG_ID),
+        "code": [concept(member.occupation)],
+    }
+
+
 def role_id(staff: StaffMember) -> str:
     return f"role-{staff.id}"
 

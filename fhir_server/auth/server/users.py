@@ -44,12 +44,12 @@ class UserRecord:
 
 
 # The demo clinic's users, one per role, created by `fhir-scheduler seed` (README, Security).
-# The demo directory has practitioners only, so the administrator and the front desk borrow
-# two of them as their fhirUser; their role claim, not the record, decides what they may do.
+# Each is a person of the demo directory, so audit trails name who acted; the role claim,
+# not the record, decides what they may do.
 DEMO_USERS: Final[tuple[tuple[str, str, Role, str], ...]] = (
-    ("admin", "demo-admin-pass", Role.ADMINISTRATOR, "Practitioner/dr-mei-lin-chen"),
+    ("admin", "demo-admin-pass", Role.ADMINISTRATOR, "Practitioner/jordan-blake"),
     ("dr.okafor", "demo-doctor-pass", Role.DOCTOR, "Practitioner/dr-amara-okafor"),
-    ("front.desk", "demo-staff-pass", Role.STAFF, "Practitioner/dr-daniel-reyes"),
+    ("front.desk", "demo-staff-pass", Role.STAFF, "Practitioner/sam-rivera"),
     ("maria.garcia", "demo-patient-pass", Role.PATIENT, "Patient/maria-garcia"),
 )
 
