@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,8 @@ def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str,
 async def seed_due_reminders(store_url: str, count: int, *, now: datetime,
                              email: str = "maria@example.org") -> list[str]:
     """A patient and `count` booked appointments tomorrow, each with a reminder due `now`;
-    the reminders' ids."""
+    the reminders' ids. The appointments are dated two hours back, so the outbox's repair scan
+    (which plans for recent bookings without a confirmation) leaves them alone."""
     store = open_store_for_url(store_url)
     await store.open()
     try:
@@ -152,14 +153,15 @@ async def seed_due_reminders(store_url: str, count: int, *, now: datetime,
         await store.commit([next_version(ctx, patient, resource_type="Patient", id="p1",
                                          current=None, now=now, method="POST")])
         ids: list[str] = []
+        booked_at = datetime.now(UTC) - timedelta(hours=2)
         for first in range(0, count, SEED_BATCH):
             writes = []
             for n in range(first, min(first + SEED_BATCH, count)):
                 appointment, request = _reminder_pair(f"bench-{n}", now)
                 ids.append(request["id"])
                 writes += [next_version(ctx, appointment, resource_type="Appointment",
-                                        id=appointment["id"], current=None, now=now,
-                                        method="POST"),
+                                        id=appointment["id"], current=None,
+                                        now=booked_at, method="POST"),
                            next_version(ctx, request, resource_type="CommunicationRequest",
                                         id=request["id"], current=None, now=now,
                                         method="POST")]
