@@ -33,6 +33,7 @@ from fhir_server.fhir.parameters import parameter_expression
 from fhir_server.scheduling.slot_hold import slot_ids
 from fhir_server.scheduling.state_machine import BOOKED, CANCELLED, PENDING, PROPOSED
 from fhir_server.services import booking, outbox, resources
+from fhir_server.services.booking_rights import booking_options
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import body_of
 from fhir_server.services.versions import new_id
@@ -93,7 +94,9 @@ async def _book(ctx: FhirContext, request: BookRequest, *, now: datetime) -> Boo
     if request.comment is not None:
         link.appointment["comment"] = request.comment
     if current is None:
-        outcome = BookOutcome(await booking.book(ctx, _as_booked(link.appointment), now=now,
+        booked = _as_booked(link.appointment)
+        outcome = BookOutcome(await booking.book(ctx, booked, now=now,
+                                                 options=booking_options(ctx, booked),
                                                  appointment_id=request.target.id),
                               created=True)
     elif as_stored and body_of(current).get("status") in (PENDING, BOOKED):
@@ -117,8 +120,10 @@ async def _replace(ctx: FhirContext, request: BookRequest, current: StoredResour
     link = await _attach_patient(ctx, dict(request.target.resource), request.patient)
     if request.comment is not None:
         link.appointment["comment"] = request.comment
-    new, _ = await booking.replace(ctx, request.cancelled_id, _as_booked(link.appointment),
-                                   now=now, appointment_id=request.target.id)
+    booked = _as_booked(link.appointment)
+    new, _ = await booking.replace(ctx, request.cancelled_id, booked, now=now,
+                                   options=booking_options(ctx, booked),
+                                   appointment_id=request.target.id)
     await _register(ctx, link, now=now)
     return BookOutcome(new, created=True)
 
@@ -195,7 +200,8 @@ async def _book_existing(ctx: FhirContext, current: StoredResource, wanted: Reso
     stored_body = body_of(current)
     if stored_body.get("status") == BOOKED and wanted.get("status") == BOOKED and _moved(
             stored_body, wanted):
-        return BookOutcome(await booking.reschedule(ctx, current.id, wanted, now=now),
+        return BookOutcome(await booking.reschedule(ctx, current.id, wanted, now=now,
+                                                    options=booking_options(ctx, wanted)),
                            created=False)
     wanted = {**_as_booked(wanted), "id": current.id}
     try:

@@ -16,6 +16,7 @@ from fhir_server.fhir.errors import BusinessRuleViolation, ResourceNotFound
 from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.parameters import parameter_expression
 from fhir_server.services import booking, outbox, resources
+from fhir_server.services.booking_rights import booking_options
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import body_of
 from fhir_server.store.protocol import StoredResource
@@ -37,7 +38,8 @@ async def reschedule_operation(ctx: FhirContext, id: str, request: RescheduleReq
                                now: datetime) -> StoredResource:
     """Move Appointment `id` as requested; the moved version."""
     wanted = request.appointment or await _moved_body(ctx, id, request)
-    moved = await booking.reschedule(ctx, id, wanted, now=now)
+    moved = await booking.reschedule(ctx, id, wanted, now=now,
+                                     options=booking_options(ctx, wanted))
     await outbox.appointment_changed(ctx, moved, now=now)
     return moved
 

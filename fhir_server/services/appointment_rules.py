@@ -18,10 +18,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fhir_server.scheduling.slot_hold import overbooking_reason, slot_ids
+from fhir_server.scheduling.slot_hold import slot_ids
 from fhir_server.scheduling.state_machine import holds_time
 from fhir_server.services import outbox
-from fhir_server.services.booking import BookingOptions, apply_change
+from fhir_server.services.booking import apply_change
+from fhir_server.services.booking_rights import booking_options
 from fhir_server.services.context import FhirContext, ResourceChange
 from fhir_server.services.resources import commit_plain
 from fhir_server.services.slot_claims import body_of, free_slots
@@ -46,11 +47,9 @@ class AppointmentRules:
 
 async def _change(ctx: FhirContext, change: ResourceChange,
                   resource: dict[str, Any]) -> StoredResource:
-    # The API refused an overbooking request from a role that may not overbook.
-    options = BookingOptions(may_use_emergency=ctx.caller.may_use_emergency,
-                             overbook_reason=overbooking_reason(resource))
     return await apply_change(ctx, resource, id=change.id, current=change.current,
-                              now=change.now, options=options, method=change.method)
+                              now=change.now, options=booking_options(ctx, resource),
+                              method=change.method)
 
 
 async def _delete(ctx: FhirContext, change: ResourceChange) -> StoredResource:

@@ -15,10 +15,7 @@ from tests.e2e.test_security import MARIA, OVERBOOKING, STAFF, clinic, put
 from tests.e2e.test_security_patient import WINDOW, parameters
 
 EMERGENCY_UNTIL = at("09:00")  # in the future: the reserve still holds
-# `$book` of a new appointment passes default BookingOptions (services/appointment_book.py,
-# being reworked for reminders): it should pass `booking_rights.booking_options(ctx, ...)`.
-BOOK = pytest.param("Appointment/$book", marks=pytest.mark.xfail(
-    strict=True, reason="$book does not pass the caller's booking rights yet"))
+BOOK = "Appointment/$book"
 
 
 async def emergency_clinic(client: httpx.AsyncClient) -> None:
