@@ -36,6 +36,14 @@ def free_port() -> int:
 def running_server(tmp_path: Path, *serve_args: str, **settings: str) -> Iterator[str]:
     """`fhir-scheduler serve` on a free port until the block ends; yields the FHIR base URL
     once `/readyz` answers."""
+    with serving(tmp_path, *serve_args, **settings) as (base, _):
+        yield base
+
+
+@contextmanager
+def serving(tmp_path: Path, *serve_args: str,
+            **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`running_server` that also yields the `serve` process, for tests of its children."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     process = subprocess.Popen(CLI + ["serve", "--port", str(port), *serve_args],
@@ -51,7 +59,7 @@ def running_server(tmp_path: Path, *serve_args: str, **settings: str) -> Iterato
                 time.sleep(0.2)
         else:
             pytest.fail("the server did not become ready")
-        yield base
+        yield base, process
     finally:
         process.terminate()
         process.wait(15)
