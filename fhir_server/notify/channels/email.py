@@ -1,20 +1,20 @@
 """Email over SMTP with the standard library, in a worker thread so the event loop never
 blocks. The Message-ID is derived from the idempotency key: a message re-sent after a crash
 carries the same Message-ID, so the relay, the recipient's client and our records can all
-recognise it as the same message."""
+recognise it as the same message. Connections are kept open between messages (`SmtpPool`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import smtplib
-import ssl
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import formataddr, parseaddr
+from functools import lru_cache
 
+from fhir_server.notify.channels.mime import email_bytes
+from fhir_server.notify.channels.smtp_pool import SmtpPool
 from fhir_server.notify.messages import (
-    Attachment,
     ChannelName,
     DeliveryFailed,
     OutboundMessage,
@@ -30,24 +30,6 @@ def message_id(idempotency_key: str, *, sender: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def build_email(message: OutboundMessage, *, sender: str, now: datetime) -> EmailMessage:
-    """Text with an HTML alternative, then the attachments (an ICS invite or cancellation)."""
-    email = EmailMessage()
-    email["From"] = sender
-    email["To"] = message.to
-    email["Subject"] = message.subject
-    email["Date"] = format_datetime(now)
-    email["Message-ID"] = message_id(message.idempotency_key, sender=sender)
-    email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to us
-    email.set_content(message.text)
-    if message.html is not None:
-        email.add_alternative(message.html, subtype="html")
-    for attachment in message.attachments:
-        _attach(email, attachment)
-    email["Content-Language"] = message.language  # after the body: set_content drops it
-    return email
-
-
 class SmtpSender:
     """Sends email through one SMTP relay (STARTTLS and login when configured)."""
 
@@ -56,8 +38,8 @@ class SmtpSender:
     def __init__(self, *, host: str, port: int, sender: str, username: str = "",
                  password: str = "", starttls: bool = False, timeout_s: float = 10.0) -> None:
         self._host, self._port, self._sender = host, port, sender
-        self._username, self._password = username, password
-        self._starttls, self._timeout_s = starttls, timeout_s
+        self._pool = SmtpPool(host, port, username=username, password=password,
+                              starttls=starttls, timeout_s=timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpSender:
@@ -71,20 +53,17 @@ class SmtpSender:
 
         Raises `DeliveryFailed`: permanent for 5xx replies (e.g. an unknown recipient),
         transient for 4xx replies, timeouts and connection errors."""
-        now = datetime.now(UTC)
-        email = build_email(message, sender=self._sender, now=now)
-        await asyncio.to_thread(self._deliver, email)
-        return Receipt(channel=self.channel, provider_id=str(email["Message-ID"]),
-                       accepted_at=datetime.now(UTC))
+        id = message_id(message.idempotency_key, sender=self._sender)
+        data = email_bytes(message, sender=_from_header(self._sender), message_id=id,
+                           now=datetime.now(UTC))
+        await asyncio.to_thread(self._deliver, message.to, data)
+        return Receipt(channel=self.channel, provider_id=id, accepted_at=datetime.now(UTC))
 
-    def _deliver(self, email: EmailMessage) -> None:
+    def _deliver(self, to: str, data: bytes) -> None:
+        envelope_from = parseaddr(self._sender)[1]
+        options = () if envelope_from.isascii() and to.isascii() else ("SMTPUTF8",)
         try:
-            with smtplib.SMTP(self._host, self._port, timeout=self._timeout_s) as smtp:
-                if self._starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if self._username:
-                    smtp.login(self._username, self._password)
-                smtp.send_message(email)
+            self._pool.send(envelope_from, to, data, options)
         except smtplib.SMTPRecipientsRefused as refused:
             codes = [code for code, _ in refused.recipients.values()]
             raise DeliveryFailed(f"recipient refused: {refused.recipients}",
@@ -97,13 +76,10 @@ class SmtpSender:
                                  permanent=False) from error
 
 
-def _attach(email: EmailMessage, attachment: Attachment) -> None:
-    """`text/calendar; method=REQUEST` keeps its parameters, so calendars see an iTIP invite."""
-    mime, *parameters = (part.strip() for part in attachment.content_type.split(";"))
-    maintype, _, subtype = mime.partition("/")
-    params = dict(p.split("=", 1) for p in parameters if "=" in p)
-    email.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
-                         filename=attachment.filename, params=params)
+@lru_cache(maxsize=8)
+def _from_header(sender: str) -> str:
+    """The From header: the display name RFC 2047-encoded when it is not ASCII."""
+    return formataddr(parseaddr(sender), charset="utf-8")
 
 
 def _text(value: bytes | str) -> str:

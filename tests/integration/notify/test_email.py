@@ -3,12 +3,14 @@ idempotency key, login, and which failures are permanent (5xx) or worth a retry.
 
 from __future__ import annotations
 
+import smtplib
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from fhir_server.notify.channels.email import SmtpSender
+from fhir_server.notify.channels.smtp_pool import SmtpPool
 from fhir_server.notify.messages import (
     Attachment,
     ChannelName,
@@ -101,9 +103,10 @@ def test_from_settings_reads_the_smtp_settings() -> None:
     sender = SmtpSender.from_settings(settings)
 
     assert sender.channel is ChannelName.EMAIL
-    assert vars(sender) == {
-        "_host": "mail.example.org", "_port": 2525, "_sender": SENDER, "_username": "u",
-        "_password": "p", "_starttls": True, "_timeout_s": 3.5}
+    assert (sender._host, sender._port, sender._sender) == ("mail.example.org", 2525, SENDER)
+    pool = vars(sender._pool)
+    assert (pool["_username"], pool["_password"], pool["_timeout_s"]) == ("u", "p", 3.5)
+    assert pool["_tls"] is not None
 
 
 @pytest.mark.parametrize(("where", "reply", "permanent"), [
@@ -159,3 +162,43 @@ async def test_a_relay_that_never_answers_times_out_as_transient(silent_server: 
         await sender.send(message())
 
     assert failed.value.permanent is False
+
+
+
+async def test_consecutive_messages_share_one_connection(
+        smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = sender_for(smtp_sink)
+    connects = count_connects(monkeypatch)
+
+    await sender.send(message("cr-1/attempt-1"))
+    await sender.send(message("cr-2/attempt-1"))
+
+    assert len(smtp_sink.envelopes) == 2
+    assert connects == [1]
+
+
+async def test_a_connection_dropped_while_idle_is_replaced(
+        smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = sender_for(smtp_sink)
+    connects = count_connects(monkeypatch)
+    await sender.send(message("cr-1/attempt-1"))
+    [(idle, _)] = sender._pool._idle
+    idle.sock.shutdown(socket.SHUT_RDWR)  # as if the relay had hung up
+
+    await sender.send(message("cr-2/attempt-1"))
+
+    assert len(smtp_sink.envelopes) == 2
+    assert connects == [2]
+
+
+def count_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-element list counting the pool's new connections."""
+    connects = [0]
+    original = SmtpPool._connect
+
+    def counting(pool: SmtpPool) -> smtplib.SMTP:
+        connects[0] += 1
+        return original(pool)
+
+    monkeypatch.setattr(SmtpPool, "_connect", counting)
+    return connects
