@@ -17,6 +17,7 @@ from fhir_server.auth.server.adapter import StarletteAuthorizationServer
 from fhir_server.auth.server.authority import Endpoints
 from fhir_server.auth.server.clients import ClientRegistry
 from fhir_server.auth.server.revocations import RevocationList
+from fhir_server.auth.server.state import AuthState
 from fhir_server.auth.server.users import UserRegistry
 from fhir_server.auth.tokens import RemoteJwks, StaticJwks, TokenValidator
 from fhir_server.settings import Settings
@@ -53,11 +54,12 @@ def build_token_validator(settings: Settings,
 
 
 def build_authorization_server(settings: Settings) -> StarletteAuthorizationServer:
-    """The embedded authorization server over the data dir's keys, clients, users and
-    revocations."""
+    """The embedded authorization server over the data dir's keys, clients, users,
+    revocations and shared state."""
     return StarletteAuthorizationServer(
         keys=load_or_create_keys(settings.data_dir),
         clients=ClientRegistry.in_data_dir(settings.data_dir),
         users=UserRegistry.in_data_dir(settings.data_dir),
         revocations=RevocationList.in_data_dir(settings.data_dir),
+        state=AuthState.in_data_dir(settings.data_dir),
         endpoints=Endpoints(settings.issuer), audience=settings.base_url)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from fhir_server.auth.server.authority import EmbeddedAuthorizationServer
 from fhir_server.auth.server.launch import PendingLogins
+from fhir_server.auth.server.login_session import LoginSessions
 from fhir_server.auth.server.revocations import FailureThrottle
 
 MAX_FORM_BYTES = 64 * 1024
@@ -50,10 +51,12 @@ class StarletteAuthorizationServer(EmbeddedAuthorizationServer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # Failed logins, per username and per client address, and users at the patient
-        # picker (`login.py`).
-        self.login_throttle = FailureThrottle()
-        self.pending_logins = PendingLogins(self.clock)
+        # Failed logins, per username and per client address, users at the patient picker,
+        # and the login form's CSRF check (`login.py`), shared by the worker processes.
+        self.login_throttle = FailureThrottle(self.state, "login", clock=self.clock)
+        self.pending_logins = PendingLogins(self.state, self.clock)
+        self.login_sessions = LoginSessions(self.state.secret("login-csrf"),
+                                            self.endpoints.issuer)
 
     def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
         return request

@@ -14,6 +14,8 @@ holds the server itself and backend services:
   kept until expiry.
 - Client authentication failures are throttled per claimed client id (`FailureThrottle`):
   while a client must wait, every attempt is 429 `invalid_client` with `Retry-After`.
+- Codes, seen assertion `jti`s and failure counts live in the state file shared by the
+  worker processes (`state.py`), so none of them depends on which process a request reaches.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from fhir_server.auth.server.grants import (
 from fhir_server.auth.server.launch import Grantee, LaunchIds
 from fhir_server.auth.server.refresh import RefreshGrant, RefreshTokens
 from fhir_server.auth.server.revocations import FailureThrottle, RevocationList, SeenAssertions
+from fhir_server.auth.server.state import AuthState
 from fhir_server.auth.server.users import UserRegistry
 from fhir_server.auth.tokens import Claims, InvalidToken, StaticJwks, TokenValidator
 
@@ -226,10 +229,9 @@ class EmbeddedAuthorizationServer(AuthorizationServer):
     """The framework-agnostic server; `web.py` converts Starlette requests and responses."""
 
     def __init__(self, *, keys: KeySet, clients: ClientRegistry, revocations: RevocationList,
-                 endpoints: Endpoints, audience: str,
+                 state: AuthState, endpoints: Endpoints, audience: str,
                  users: UserRegistry | None = None,
-                 clock: Callable[[], float] = time.time,
-                 throttle: FailureThrottle | None = None) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.keys = keys
         self.clients = clients
@@ -238,13 +240,14 @@ class EmbeddedAuthorizationServer(AuthorizationServer):
         self.endpoints = endpoints
         self.audience = audience
         self.clock = clock
-        self.throttle = throttle or FailureThrottle()
+        self.state = state
+        self.throttle = FailureThrottle(state, "client", clock=clock)
         self._validator = TokenValidator(issuer=endpoints.issuer, audience=audience,
                                          jwks=StaticJwks(keys.jwks()), clock=clock)
         self.register_client_auth_method(
-            "private_key_jwt", PrivateKeyJwt(endpoints.token, SeenAssertions(clock=clock), clock))
+            "private_key_jwt", PrivateKeyJwt(endpoints.token, SeenAssertions(state), clock))
         self.register_token_generator("default", self._generate_token)
-        self.codes = CodeStore(clock)
+        self.codes = CodeStore(state, users)
         self.refresh_tokens = RefreshTokens(keys, issuer=endpoints.issuer,
                                             revocations=revocations, clock=clock)
         self.launch_ids = LaunchIds(keys, issuer=endpoints.issuer, clock=clock)

@@ -3,8 +3,9 @@
 - `/authorize` (authlib's `AuthorizationCodeGrant`) needs a registered client, its exact
   redirect URI, `aud` = the FHIR base URL, scopes, and PKCE with `S256` (`plain` or no
   challenge is `invalid_request`). An EHR launch's `launch` id must be one we issued.
-- Codes live in memory for 60 s, are bound to the client, the redirect URI, the challenge and
-  the user's launch context, and are removed on first presentation, so a second use fails.
+- Codes live 60 s in the state file shared by the worker processes (`state.py`), are bound to
+  the client, the redirect URI, the challenge and the user's launch context, and are removed
+  on first presentation, so a second use fails whichever process it reaches.
 - Granted scopes = requested ∩ the client's registration ∩ the user's role, minus launch
   scopes whose context the flow did not produce.
 - Tokens: an access token carrying the user's role, `fhirUser` and launch patient; an RS256 ID
@@ -13,8 +14,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,11 +36,14 @@ from fhir_server.auth.server.clients import ClientRecord
 from fhir_server.auth.server.launch import Grantee, LaunchContext, LaunchIds
 from fhir_server.auth.server.refresh import RefreshGrant, wants_refresh
 from fhir_server.auth.server.scope_grant import narrowed_to_role
+from fhir_server.auth.server.state import AuthState
+from fhir_server.auth.server.users import UserRegistry
 
 if TYPE_CHECKING:
     from fhir_server.auth.server.authority import EmbeddedAuthorizationServer
 
 AUTHORIZATION_CODE_LIFETIME_S = 60
+CODE_KIND = "authorization-code"
 USER_ACCESS_TOKEN_LIFETIME = timedelta(hours=1)
 ID_TOKEN_LIFETIME = timedelta(hours=1)
 USER_AUTH_METHODS = ["none", "client_secret_basic", "private_key_jwt"]
@@ -66,26 +69,35 @@ class AuthorizationCode:
 
 
 class CodeStore:
-    """Issued codes of this process; each can be taken once, before it expires."""
+    """Issued codes in the shared state: any worker process takes one, once, before it expires."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._codes: dict[str, AuthorizationCode] = {}
+    def __init__(self, state: AuthState, users: UserRegistry | None) -> None:
+        self._state = state
+        self._users = users
 
     def save(self, code: AuthorizationCode) -> None:
-        with self._lock:
-            now = self._clock()
-            self._codes = {k: c for k, c in self._codes.items() if c.expires_at > now}
-            self._codes[code.code] = code
+        grantee = code.grantee
+        self._state.put(CODE_KIND, code.code, {
+            "client_id": code.client_id, "redirect_uri": code.redirect_uri,
+            "scope": code.scope, "code_challenge": code.code_challenge,
+            "username": grantee.user.username, "context": grantee.context.token_fields(),
+            "auth_time": grantee.auth_time, "nonce": grantee.nonce,
+            "expires_at": code.expires_at}, code.expires_at)
 
     def take(self, code: str, client_id: str) -> AuthorizationCode | None:
         """The code if it is live and was issued to `client_id`; it is gone afterwards."""
-        with self._lock:
-            found = self._codes.pop(code, None)
-        if found is None or found.expires_at <= self._clock() or found.client_id != client_id:
+        stored = self._state.take(CODE_KIND, code)
+        if stored is None or stored["client_id"] != client_id or self._users is None:
             return None
-        return found
+        user = self._users.get(stored["username"])
+        if user is None:
+            return None
+        grantee = Grantee(user=user, context=LaunchContext(**stored["context"]),
+                          auth_time=stored["auth_time"], nonce=stored["nonce"])
+        return AuthorizationCode(
+            code=code, client_id=client_id, redirect_uri=stored["redirect_uri"],
+            scope=stored["scope"], code_challenge=stored["code_challenge"], grantee=grantee,
+            expires_at=stored["expires_at"])
 
 
 class S256Only(CodeChallenge):
@@ -147,7 +159,7 @@ def final_scopes(scope: str, grantee: Grantee, *, ehr_launch: bool) -> tuple[str
 
 
 class SmartAuthorizationCodeGrant(AuthorizationCodeGrant):
-    """authlib's code grant with SMART's scope rules, in-memory codes and our users."""
+    """authlib's code grant with SMART's scope rules, shared single-use codes and our users."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = USER_AUTH_METHODS
     server: EmbeddedAuthorizationServer

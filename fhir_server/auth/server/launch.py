@@ -1,7 +1,7 @@
 """SMART launch context: who logged in, for which patient and encounter, and EHR launch ids.
 
-A standalone launch that needs a patient parks the logged-in user in `PendingLogins` while
-they choose one at the picker.
+A standalone launch that needs a patient parks the logged-in user in `PendingLogins` (the
+state file shared by the worker processes) while they choose one at the picker.
 
 An EHR launch id is created by `fhir-scheduler launch` (the EHR's side) and handed to the app,
 which passes it back as `launch` at `/authorize`. It is a JWT signed with the server's key
@@ -12,7 +12,6 @@ process and across restarts, and impossible to forge or to point at another pati
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from uuid import uuid4
 
 from fhir_server.auth.issuing import sign_server_jwt
 from fhir_server.auth.keys import KeySet
+from fhir_server.auth.server.state import AuthState
 from fhir_server.auth.server.users import UserRecord
 from fhir_server.auth.tokens import InvalidToken, StaticJwks, TokenValidator
 
@@ -97,6 +97,7 @@ def _text(value: Any) -> str | None:
 
 
 PENDING_LOGIN_LIFETIME_S = 300
+PENDING_KIND = "picker-ticket"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,33 +107,32 @@ class PendingLogin:
     username: str
     params: dict[str, str]
     auth_time: int
-    expires_at: float
+    session: str
 
 
 class PendingLogins:
-    """Logged-in users waiting at the patient picker, by an unguessable ticket (5 minutes)."""
+    """Logged-in users waiting at the patient picker, by an unguessable ticket (5 minutes),
+    in the shared state, so the picker works whichever worker process each step reaches."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, state: AuthState, clock: Callable[[], float]) -> None:
+        self._state = state
         self._clock = clock
-        self._lock = threading.Lock()
-        self._pending: dict[str, PendingLogin] = {}
 
-    def add(self, *, username: str, params: dict[str, str], auth_time: int) -> str:
-        """A new ticket for this login and authorization request."""
+    def add(self, *, username: str, params: dict[str, str], auth_time: int,
+            session: str) -> str:
+        """A new ticket for this login, its authorization request and login session."""
         ticket = secrets.token_urlsafe(32)
-        with self._lock:
-            now = self._clock()
-            self._pending = {k: p for k, p in self._pending.items() if p.expires_at > now}
-            self._pending[ticket] = PendingLogin(username, dict(params), auth_time,
-                                                 now + PENDING_LOGIN_LIFETIME_S)
+        self._state.put(PENDING_KIND, ticket, {
+            "username": username, "params": dict(params), "auth_time": auth_time,
+            "session": session}, self._clock() + PENDING_LOGIN_LIFETIME_S)
         return ticket
 
     def get(self, ticket: str) -> PendingLogin | None:
-        with self._lock:
-            found = self._pending.get(ticket)
-        return found if found is not None and found.expires_at > self._clock() else None
+        """The login, still waiting (a name search at the picker)."""
+        stored = self._state.get(PENDING_KIND, ticket)
+        return PendingLogin(**stored) if stored is not None else None
 
-    def finish(self, ticket: str) -> None:
-        """The patient was chosen: the ticket is spent."""
-        with self._lock:
-            self._pending.pop(ticket, None)
+    def take(self, ticket: str) -> PendingLogin | None:
+        """The login, whose patient is now chosen: the ticket is spent, in every process."""
+        stored = self._state.take(PENDING_KIND, ticket)
+        return PendingLogin(**stored) if stored is not None else None

@@ -4,14 +4,18 @@
   URI, `aud`, scopes, PKCE S256, `launch`). An invalid request goes back to the app's redirect
   URI when that URI is registered for the client, and is a 400 page otherwise.
 - `POST /login`: the login form carries the request's parameters, so they are validated again
-  with the password; failures are throttled per username and per client address (429 page
-  with `Retry-After`). A patient gets their own record as context; an EHR launch brings its
-  own; `launch/patient` for anyone else leads to the picker; then the code goes to the app.
-- `POST /pick-patient`: the picker, by an unguessable ticket that stands for the login.
+  with the password, and the CSRF token of the browser's login session (`login_session.py`;
+  without it, 403); failures are throttled per username and per client address, across
+  worker processes (429 page with `Retry-After`). A patient gets their own record as
+  context; an EHR launch brings its own; `launch/patient` for anyone else leads to the
+  picker; then the code goes to the app.
+- `POST /pick-patient`: the picker, by an unguessable ticket that stands for the login and
+  works only with the same login session cookie; choosing a patient spends it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -26,8 +30,15 @@ from starlette.routing import Route
 
 from fhir_server.audit import metrics as security_events
 from fhir_server.auth.roles import Role
-from fhir_server.auth.server.adapter import NO_STORE, auth_server, converted, read_form
+from fhir_server.auth.server.adapter import (
+    NO_STORE,
+    StarletteAuthorizationServer,
+    auth_server,
+    converted,
+    read_form,
+)
 from fhir_server.auth.server.launch import Grantee, LaunchContext, bare_id
+from fhir_server.auth.server.login_session import FIELD as CSRF_FIELD
 from fhir_server.auth.server.users import UserRecord
 from fhir_server.services.launch_patients import chosen_patient, patient_choices
 
@@ -38,7 +49,7 @@ HTML_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                "frame-ancestors 'none'",
 }
-CREDENTIALS: Final = ("username", "password")
+LOGIN_FIELDS: Final = ("username", "password", CSRF_FIELD)
 PATIENT_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # The look SMART apps may adopt (`smart_style_url`), served at `<issuer>/smart-style.json`.
 SMART_STYLE: Final = {
@@ -59,52 +70,54 @@ def routes() -> list[Route]:
 
 
 async def authorize(request: Request) -> Response:
-    params = await read_form(request) if request.method == "POST" else dict(request.query_params)
+    raw = await read_form(request) if request.method == "POST" else dict(request.query_params)
+    params = _request_params(raw)
     grant = _consent(request, params)
     if isinstance(grant, Response):
         return grant
-    return _login_page(request, grant, params)
+    session = auth_server(request).login_sessions.current_or_new(request)
+    return _login_page(request, grant, params, session=session)
 
 
 async def login(request: Request) -> Response:
     form = await read_form(request)
-    params = {name: value for name, value in form.items() if name not in CREDENTIALS}
+    server = auth_server(request)
+    address = _address(request)
+    session = server.login_sessions.verified(request, form)
+    if session is None:
+        security_events.auth_failed(reason="login csrf", client=address, path=request.url.path)
+        return _page("error.html", status=403, title="This sign-in form has expired",
+                     message="Go back to the app and sign in again.")
+    params = _request_params(form)
     grant = _consent(request, params)
     if isinstance(grant, Response):
         return grant
-    server = auth_server(request)
-    username, address = form.get("username", ""), _address(request)
-    keys = (f"user:{username}", f"address:{address}")
-    wait = max(server.login_throttle.retry_after(key) for key in keys)
+    username = form.get("username", "")
+    user, wait = await run_in_threadpool(_attempt, server, username, form.get("password", ""),
+                                         (f"user:{username}", f"address:{address}"))
     if wait > 0:
         security_events.auth_failed(reason="login throttled", client=address,
                                     path=request.url.path)
         return _page("error.html", status=429, headers={"Retry-After": str(max(1, round(wait)))},
                      title="Too many attempts",
                      message="Too many failed sign-ins. Wait a moment and try again.")
-    user = None
-    if server.users is not None:
-        user = await run_in_threadpool(server.users.authenticate, username,
-                                       form.get("password", ""))
     if user is None:
-        for key in keys:
-            server.login_throttle.failed(key)
         security_events.auth_failed(reason="bad login", client=address, path=request.url.path)
-        return _login_page(request, grant, params, status=401, username=username,
-                           error="Wrong username or password.")
-    server.login_throttle.succeeded(keys[0])
-    return await _after_login(request, grant, params, user, auth_time=int(server.clock()))
+        return _login_page(request, grant, params, session=session, status=401,
+                           username=username, error="Wrong username or password.")
+    return await _after_login(request, grant, params, user, auth_time=int(server.clock()),
+                              session=session)
 
 
 async def pick_patient(request: Request) -> Response:
     form = await read_form(request)
     server = auth_server(request)
     ticket = form.get("ticket", "")
-    pending = server.pending_logins.get(ticket)
+    pending = await run_in_threadpool(server.pending_logins.get, ticket)
     user = server.users.get(pending.username) if pending and server.users else None
-    if pending is None or user is None:
-        return _page("error.html", status=400, title="Your sign-in expired",
-                     message="Go back to the app and sign in again.")
+    if (pending is None or user is None
+            or pending.session != server.login_sessions.session_of(request)):
+        return _expired_page()
     grant = _consent(request, pending.params)
     if isinstance(grant, Response):
         return grant
@@ -118,9 +131,11 @@ async def pick_patient(request: Request) -> Response:
     if choice is None:
         return await _picker_page(request, grant, user, ticket, name="", status=400,
                                   error="That patient cannot be chosen.")
-    server.pending_logins.finish(ticket)
+    if await run_in_threadpool(server.pending_logins.take, ticket) is None:
+        return _expired_page()  # another request chose first
     context = LaunchContext(patient=choice.id, smart_style_url=_style_url(request))
-    return _issue_code(grant, Grantee(user=user, context=context, auth_time=pending.auth_time))
+    return await _issue_code(grant, Grantee(user=user, context=context,
+                                            auth_time=pending.auth_time))
 
 
 async def smart_style(request: Request) -> Response:
@@ -128,7 +143,7 @@ async def smart_style(request: Request) -> Response:
 
 
 async def _after_login(request: Request, grant: AuthorizationCodeGrant, params: dict[str, str],
-                       user: UserRecord, *, auth_time: int) -> Response:
+                       user: UserRecord, *, auth_time: int, session: str) -> Response:
     """The launch context of this login, from the user, the EHR launch, or the picker."""
     ehr: LaunchContext | None = grant.request.ehr_launch
     style = ehr.smart_style_url if ehr and ehr.smart_style_url else _style_url(request)
@@ -146,12 +161,36 @@ async def _after_login(request: Request, grant: AuthorizationCodeGrant, params: 
                                 need_patient_banner=ehr.need_patient_banner,
                                 smart_style_url=style)
     elif "launch/patient" in grant.request.scope.split():
-        ticket = auth_server(request).pending_logins.add(username=user.username, params=params,
-                                                         auth_time=auth_time)
+        ticket = await run_in_threadpool(functools.partial(
+            auth_server(request).pending_logins.add, username=user.username, params=params,
+            auth_time=auth_time, session=session))
         return await _picker_page(request, grant, user, ticket, name="")
     else:
         context = LaunchContext(smart_style_url=style)
-    return _issue_code(grant, Grantee(user=user, context=context, auth_time=auth_time))
+    return await _issue_code(grant, Grantee(user=user, context=context, auth_time=auth_time))
+
+
+def _attempt(server: StarletteAuthorizationServer, username: str, password: str,
+             keys: tuple[str, ...]) -> tuple[UserRecord | None, float]:
+    """The user of a good password, or the seconds to wait first (0 when not throttled).
+
+    Runs in the thread pool: scrypt and the shared state file both block.
+    """
+    wait = max(server.login_throttle.retry_after(key) for key in keys)
+    if wait > 0:
+        return None, wait
+    user = server.users.authenticate(username, password) if server.users else None
+    if user is None:
+        for key in keys:
+            server.login_throttle.failed(key)
+    else:
+        server.login_throttle.succeeded(keys[0])
+    return user, 0.0
+
+
+def _request_params(form: dict[str, str]) -> dict[str, str]:
+    """The authorization request's parameters, without the login form's own fields."""
+    return {name: value for name, value in form.items() if name not in LOGIN_FIELDS}
 
 
 def _consent(request: Request, params: dict[str, str]) -> AuthorizationCodeGrant | Response:
@@ -164,10 +203,12 @@ def _consent(request: Request, params: dict[str, str]) -> AuthorizationCodeGrant
     return grant
 
 
-def _issue_code(grant: AuthorizationCodeGrant, grantee: Grantee) -> Response:
-    """Redirect to the app with a new code (or with the error that prevented one)."""
+async def _issue_code(grant: AuthorizationCodeGrant, grantee: Grantee) -> Response:
+    """Redirect to the app with a new code (or with the error that prevented one); saving the
+    code writes the shared state file, so it runs in the thread pool."""
     try:
-        _, _, headers = grant.create_authorization_response(grant.redirect_uri, grantee)
+        _, _, headers = await run_in_threadpool(grant.create_authorization_response,
+                                                grant.redirect_uri, grantee)
     except OAuth2Error as error:
         error.state = grant.request.payload.state
         return _authorization_error(error)
@@ -184,12 +225,23 @@ def _authorization_error(error: OAuth2Error) -> Response:
 
 
 def _login_page(request: Request, grant: AuthorizationCodeGrant, params: dict[str, str], *,
-                status: int = 200, username: str = "", error: str = "") -> Response:
+                session: str, status: int = 200, username: str = "",
+                error: str = "") -> Response:
+    """The login form, with the CSRF token of the browser's login session (cookie set)."""
+    sessions = auth_server(request).login_sessions
     scopes = grant.request.scope.split()
-    return _page("login.html", status=status, client_id=grant.request.client.client_id,
+    page = _page("login.html", status=status, client_id=grant.request.client.client_id,
                  params=sorted(params.items()), scopes=scopes, username=username, error=error,
                  ehr_launch=grant.request.ehr_launch is not None,
-                 offline="offline_access" in scopes, login_url=_url(request, "/login"))
+                 offline="offline_access" in scopes, login_url=_url(request, "/login"),
+                 csrf_field=CSRF_FIELD, csrf_token=sessions.form_token(session))
+    sessions.keep(page, session)
+    return page
+
+
+def _expired_page() -> Response:
+    return _page("error.html", status=400, title="Your sign-in expired",
+                 message="Go back to the app and sign in again.")
 
 
 async def _picker_page(request: Request, grant: AuthorizationCodeGrant, user: UserRecord,

@@ -3,7 +3,8 @@ assertions, and clients that keep failing to authenticate.
 
 Revoked `jti`s live in memory and in `data_dir/auth/revoked.json` (0600) until their token
 expires, so a restart does not bring a revoked token back; another worker process picks the
-file up within `RELOAD_INTERVAL_S`. Seen assertion `jti`s and failure counts are per process.
+file up within `RELOAD_INTERVAL_S`. Seen assertion `jti`s and failure counts are in the
+shared state file (`state.py`), so every worker process sees the same ones.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from fhir_server.auth.server.state import AuthState
+
 RELOAD_INTERVAL_S = 1.0
-MAX_REMEMBERED = 100_000
 
 
 class RevocationList:
@@ -78,65 +79,45 @@ class RevocationList:
 
 
 class SeenAssertions:
-    """Client-assertion `jti`s already used, each kept until its assertion expires."""
+    """Client-assertion `jti`s already used, each kept in the shared state until it expires."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._seen: dict[str, float] = {}
+    def __init__(self, state: AuthState) -> None:
+        self._state = state
 
     def first_use(self, key: str, expires_at: float) -> bool:
-        """True the first time `key` is presented before it expires; False on a replay."""
-        with self._lock:
-            now = self._clock()
-            if len(self._seen) > MAX_REMEMBERED // 10:
-                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-            if key in self._seen and self._seen[key] > now:
-                return False
-            self._seen[key] = expires_at
-            return True
+        """True the first time `key` is presented before it expires, in any worker process."""
+        return self._state.first_use("assertion-jti", key, expires_at)
 
 
 class FailureThrottle:
-    """Exponential back-off for a client id after `free_failures` failures within `window_s`.
+    """Exponential back-off for a key after `free_failures` failures within `window_s`.
 
-    After the fifth failure in a minute a client must wait 1 s, then 2, 4, ... up to
-    `max_delay_s` before its next attempt is even checked; a success clears the count.
+    After the fifth failure in a minute a key must wait 1 s, then 2, 4, ... up to
+    `max_delay_s` before its next attempt is even checked; a success clears the count. Counts
+    live in the shared state under `name`, so every worker process sees the same ones.
     """
 
-    def __init__(self, *, free_failures: int = 5, window_s: float = 60.0,
-                 max_delay_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, state: AuthState, name: str, *, free_failures: int = 5,
+                 window_s: float = 60.0, max_delay_s: float = 300.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._state = state
+        self._name = name
         self._free = free_failures
         self._window = window_s
         self._max_delay = max_delay_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: OrderedDict[str, list[float]] = OrderedDict()
 
-    def retry_after(self, client_id: str) -> float:
-        """Seconds `client_id` must still wait (0: it may try now)."""
-        with self._lock:
-            failures = self._recent(client_id)
-            if len(failures) < self._free:
-                return 0.0
-            delay = min(2.0 ** (len(failures) - self._free), self._max_delay)
-            return max(0.0, failures[-1] + delay - self._clock())
+    def retry_after(self, key: str) -> float:
+        """Seconds `key` must still wait (0: it may try now)."""
+        count, last_at = self._state.failures(f"{self._name}:{key}")
+        if count < self._free:
+            return 0.0
+        delay = min(2.0 ** (count - self._free), self._max_delay)
+        return max(0.0, last_at + delay - self._clock())
 
-    def failed(self, client_id: str) -> None:
-        with self._lock:
-            self._failures[client_id] = [*self._recent(client_id), self._clock()]
-            self._failures.move_to_end(client_id)
-            if len(self._failures) > MAX_REMEMBERED:
-                self._failures.popitem(last=False)
+    def failed(self, key: str) -> None:
+        """One more failure; the window runs from the latest, so a slow stream keeps counting."""
+        self._state.count_failure(f"{self._name}:{key}", self._window)
 
-    def succeeded(self, client_id: str) -> None:
-        with self._lock:
-            self._failures.pop(client_id, None)
-
-    def _recent(self, client_id: str) -> list[float]:
-        # Within the window of the latest failure, so a slow stream of failures keeps backing off.
-        failures = self._failures.get(client_id, [])
-        if failures and self._clock() - failures[-1] > self._window:
-            return []
-        return failures
+    def succeeded(self, key: str) -> None:
+        self._state.clear_failures(f"{self._name}:{key}")

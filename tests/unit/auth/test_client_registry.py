@@ -15,6 +15,7 @@ from fhir_server.auth.server.clients import (
     secret_matches,
 )
 from fhir_server.auth.server.revocations import FailureThrottle, RevocationList
+from fhir_server.auth.server.state import AuthState
 
 PUBLIC_JWKS = {"keys": [{"kty": "EC", "crv": "P-384", "x": "x", "y": "y", "kid": "k"}]}
 
@@ -79,9 +80,10 @@ def test_revocations_survive_a_restart_until_the_token_expires(tmp_path: Path) -
     assert stored == {"b": 1_300.0}
 
 
-def test_failed_authentications_back_off_exponentially_after_five() -> None:
+def test_failed_authentications_back_off_exponentially_after_five(tmp_path: Path) -> None:
     now = [0.0]
-    throttle = FailureThrottle(clock=lambda: now[0])
+    throttle = FailureThrottle(AuthState.in_data_dir(tmp_path, clock=lambda: now[0]), "client",
+                               clock=lambda: now[0])
     for _ in range(4):
         throttle.failed("ehr")
     assert throttle.retry_after("ehr") == 0

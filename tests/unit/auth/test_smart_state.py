@@ -1,5 +1,5 @@
-"""What the authorization-code flow remembers: codes (60 s, once, per client), launch ids
-and refresh tokens (signed, spent once)."""
+"""What the authorization-code flow remembers: codes (60 s, once, per client) and picker
+tickets in the shared state file, launch ids and refresh tokens (signed, spent once)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,19 @@ from fhir_server.auth.server.grants import (
     AuthorizationCode,
     CodeStore,
 )
-from fhir_server.auth.server.launch import Grantee, LaunchContext, LaunchIds, create_launch_id
+from fhir_server.auth.server.launch import (
+    PENDING_LOGIN_LIFETIME_S,
+    Grantee,
+    LaunchContext,
+    LaunchIds,
+    PendingLogin,
+    PendingLogins,
+    create_launch_id,
+)
 from fhir_server.auth.server.refresh import RefreshTokens
 from fhir_server.auth.server.revocations import RevocationList
-from fhir_server.auth.server.users import UserRecord
+from fhir_server.auth.server.state import AuthState
+from fhir_server.auth.server.users import UserRecord, UserRegistry
 
 ISSUER = "https://clinic.example/auth"
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -38,19 +47,46 @@ def code(clock: Clock, value: str = "c1", client_id: str = "app") -> Authorizati
                              expires_at=clock() + AUTHORIZATION_CODE_LIFETIME_S)
 
 
-def test_a_code_is_taken_once_by_its_client_before_it_expires() -> None:
+def test_a_code_is_taken_once_by_its_client_before_it_expires(tmp_path: Path) -> None:
     clock = Clock()
-    codes = CodeStore(clock)
+    users = UserRegistry.in_data_dir(tmp_path)
+    users.add(GRANTEE.user)
+    codes = CodeStore(AuthState.in_data_dir(tmp_path, clock=clock), users)
     codes.save(code(clock, "c1"))
     codes.save(code(clock, "c2"))
     codes.save(code(clock, "c3"))
     assert AUTHORIZATION_CODE_LIFETIME_S <= 60
-    assert codes.take("c1", "app") is not None
+    taken = codes.take("c1", "app")
+    assert taken == code(clock, "c1")  # everything it was bound to comes back
     assert codes.take("c1", "app") is None
     assert codes.take("c2", "another-app") is None
     assert codes.take("c2", "app") is None  # a code shown by the wrong client is burnt
     clock.now += AUTHORIZATION_CODE_LIFETIME_S
     assert codes.take("c3", "app") is None
+
+
+def test_another_process_takes_a_code_this_one_saved(tmp_path: Path) -> None:
+    clock = Clock()
+    users = UserRegistry.in_data_dir(tmp_path)
+    users.add(GRANTEE.user)
+    CodeStore(AuthState.in_data_dir(tmp_path, clock=clock), users).save(code(clock, "c1"))
+    elsewhere = CodeStore(AuthState.in_data_dir(tmp_path, clock=clock), users)
+    assert elsewhere.take("c1", "app") == code(clock, "c1")
+
+
+def test_a_picker_ticket_is_read_until_it_is_taken_once(tmp_path: Path) -> None:
+    clock = Clock()
+    pending = PendingLogins(AuthState.in_data_dir(tmp_path, clock=clock), clock)
+    ticket = pending.add(username="dr", params={"scope": "launch/patient"}, auth_time=1,
+                         session="s")
+    other = PendingLogins(AuthState.in_data_dir(tmp_path, clock=clock), clock)
+    assert other.get(ticket) == pending.get(ticket) == PendingLogin(
+        "dr", {"scope": "launch/patient"}, 1, "s")
+    assert other.take(ticket) is not None
+    assert pending.take(ticket) is None and pending.get(ticket) is None
+    late = pending.add(username="dr", params={}, auth_time=1, session="s")
+    clock.now += PENDING_LOGIN_LIFETIME_S
+    assert pending.get(late) is None and pending.take(late) is None
 
 
 def test_a_launch_id_reads_back_only_when_ours_and_fresh(keys: KeySet,
