@@ -5,6 +5,8 @@ Templates are `<language>/<kind>.<part>.j2` with the parts `subject`, `txt` and 
 (email), `sms` and `voice`; a file of the same name under `settings.templates_dir` replaces
 the packaged one. A kind without templates in the requested language is written in the
 default language, else in English. HTML is autoescaped; an unknown variable is an error.
+Each worker process compiles every template once and never looks at the files again: restart
+the workers after changing an administrator's template.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from fhir_server.notify.messages import (
     MessageKind,
     OutboundMessage,
 )
-from fhir_server.services.context import FhirContext
+from fhir_server.notify.records import Records
 from fhir_server.settings import get_settings
 
 PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
@@ -66,15 +68,17 @@ def message_kind(request: Mapping[str, Any]) -> MessageKind:
 
 @lru_cache(maxsize=4)
 def template_environment(override: Path | None) -> Environment:
-    """Templates from the administrator's folder first, then the packaged ones."""
+    """Templates from the administrator's folder first, then the packaged ones, each compiled
+    on first use and kept (no check of the files per message)."""
     folders = [override, PACKAGED_TEMPLATES] if override else [PACKAGED_TEMPLATES]
     return Environment(loader=ChoiceLoader([FileSystemLoader(f) for f in folders]),
                        autoescape=select_autoescape(enabled_extensions=("html.j2",),
                                                     default=False),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                       auto_reload=False, cache_size=-1)
 
 
-async def compose(ctx: FhirContext, request: Mapping[str, Any], *, channel: ChannelName,
+async def compose(records: Records, request: Mapping[str, Any], *, channel: ChannelName,
                   to: str, language: str, links: Links, idempotency_key: str) -> OutboundMessage:
     """The message `request` asks for, written for `channel` in `language` (or the fallback).
 
@@ -82,12 +86,13 @@ async def compose(ctx: FhirContext, request: Mapping[str, Any], *, channel: Chan
     kind, or no readable Appointment for a kind that is about one)."""
     settings = get_settings()
     kind = message_kind(request)
-    facts = await gather_facts(ctx, request)
+    facts = await gather_facts(records, request)
     if facts.visit is None and kind not in STANDALONE_KINDS:
         raise DeliveryFailed(f"a {kind} message needs the Appointment it is about",
                              permanent=True)
     templates = template_environment(settings.templates_dir)
-    chosen = _language(templates, kind, channel, (language, settings.default_language, "en"))
+    chosen = _language(settings.templates_dir, kind, channel,
+                       (language, settings.default_language, "en"))
     variables = template_variables(kind, chosen, facts, links)
 
     def render(name: str) -> str:
@@ -106,9 +111,11 @@ async def compose(ctx: FhirContext, request: Mapping[str, Any], *, channel: Chan
     return OutboundMessage(channel, to, idempotency_key, subject, text, language=chosen)
 
 
-def _language(templates: Environment, kind: MessageKind, channel: ChannelName,
+@lru_cache(maxsize=256)
+def _language(override: Path | None, kind: MessageKind, channel: ChannelName,
               candidates: tuple[str, ...]) -> str:
     """The first candidate language with this kind's body template for this channel."""
+    templates = template_environment(override)
     for language in dict.fromkeys(candidates):
         try:
             templates.get_template(f"{language}/{kind}.{BODY_PART[channel]}.j2")

@@ -1,7 +1,7 @@
-"""Deliver one leased CommunicationRequest over the recipient's channels, exactly once.
+"""Deliver leased CommunicationRequests over the recipients' channels, each exactly once.
 
 Steps, each a version-checked write on the request (`services.outbox_leases`):
-1. the scan claimed the request (lease until now + dispatch_lease_s); `deliver` re-reads it at
+1. the scan claimed the request (lease until now + dispatch_lease_s); delivery re-reads it at
    that version, or drops the work (someone moved, revoked or re-claimed it);
 2. if a `completed` Communication for this occurrence exists (the request was reactivated
    after it was sent), close the request and stop;
@@ -13,7 +13,12 @@ Steps, each a version-checked write on the request (`services.outbox_leases`):
    moves on to the next channel at once, a transient one is retried with exponential back-off
    (`dispatch_interval_s * 4^(attempt-1)`), and the last attempt tries every channel;
 6. the outcome is recorded as a Communication (id and identifier = the delivery key) and the
-   request closed (or its next occurrence armed) in one atomic commit.
+   request closed (or its next occurrence armed) atomically.
+
+A batch of claims (one task) is read with one query per resource type and sent
+concurrently; step 6 is a group commit (the pairs of the deliveries finishing together share
+a transaction, each pair atomic). A pair that lost a race to another writer is dropped: its
+message went out unrecorded, as if the worker had died before step 6.
 
 Why nothing is lost and nothing is sent twice: the store is the source of truth and every
 broker message is only a hint. A worker killed anywhere leaves the lease to lapse; the next
@@ -34,12 +39,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 from fhir_server.notify import metrics
+from fhir_server.notify.group_commit import GroupCommit
 from fhir_server.notify.messages import (
     ChannelName,
     ChannelPlan,
@@ -50,6 +56,7 @@ from fhir_server.notify.messages import (
     Receipt,
     Sender,
 )
+from fhir_server.notify.records import DirectoryCache, Records, body
 from fhir_server.scheduling.outbox_records import (
     Delivery,
     Lease,
@@ -65,7 +72,6 @@ from fhir_server.scheduling.state_machine import BOOKED, PROPOSED
 from fhir_server.services import outbox_leases as leases
 from fhir_server.services.context import FhirContext
 from fhir_server.services.outbox_leases import Claim
-from fhir_server.services.slot_claims import body_of
 from fhir_server.store.protocol import StoredResource, WriteConflict
 
 log = logging.getLogger("fhir_server.notify")
@@ -79,7 +85,7 @@ _WANTS_STATUS = {MessageKind.CONFIRMATION: BOOKED, MessageKind.CHANGE: BOOKED,
 class Composer(Protocol):
     """`notify.content.compose`: the message a request asks for, for one channel."""
 
-    def __call__(self, ctx: FhirContext, request: Mapping[str, Any], *, channel: ChannelName,
+    def __call__(self, records: Records, request: Mapping[str, Any], *, channel: ChannelName,
                  to: str, language: str, links: Links,
                  idempotency_key: str) -> Awaitable[OutboundMessage]: ...
 
@@ -88,7 +94,7 @@ Planner = Callable[..., ChannelPlan]
 
 
 class Outcome(StrEnum):
-    """What one `deliver` call did."""
+    """What delivering one claim did."""
 
     SENT = "sent"
     ALREADY_SENT = "already-sent"
@@ -113,6 +119,17 @@ class DispatchPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A request still at its claimed version, with what delivering it reads."""
+
+    stored: StoredResource
+    request: Resource
+    lease: Lease
+    earlier: StoredResource | None  # the Communication recorded for this occurrence
+    known: Mapping[str, Resource | None]  # its Appointment and recipient, by reference
+
+
+@dataclass(frozen=True, slots=True)
 class _Sent:
     message: OutboundMessage
     receipt: Receipt
@@ -134,10 +151,14 @@ class Dispatcher:
     compose: Composer
     plan_channels: Planner
     policy: DispatchPolicy
+    directory: DirectoryCache = field(default_factory=DirectoryCache)
+    recorder: GroupCommit = field(default_factory=GroupCommit)
 
     async def deliver_all(self, claims: Sequence[Claim]) -> list[Outcome]:
         """Deliver a batch concurrently (channel I/O overlaps); one failure stops none."""
-        results = await asyncio.gather(*(self.deliver(held, now=datetime.now(UTC))
+        now = datetime.now(UTC)
+        found = await self._read(claims)
+        results = await asyncio.gather(*(self._deliver(found.get(held.id), now=now)
                                          for held in claims), return_exceptions=True)
         outcomes = []
         for held, result in zip(claims, results, strict=True):
@@ -149,24 +170,38 @@ class Dispatcher:
         return outcomes
 
     async def deliver(self, held: Claim, *, now: datetime) -> Outcome:
-        """Deliver the claimed request (see the module docstring); never sends twice."""
-        stored = await leases.claimed(self.ctx, held)
-        if stored is None:
+        """Deliver one claimed request (see the module docstring); never sends twice."""
+        return await self._deliver((await self._read([held])).get(held.id), now=now)
+
+    async def _read(self, claims: Sequence[Claim]) -> dict[str, _Claimed]:
+        """Step 1 for a batch, and what the deliveries read: one query per resource type."""
+        stored = await leases.claimed(self.ctx, claims)
+        requests = {id: body(s) for id, s in stored.items()}
+        leased = {id: lease_of(r) or Lease(due=occurrence_of(r) or datetime.now(UTC))
+                  for id, r in requests.items()}
+        keys = {id: resource_id_for(delivery_key(r, leased[id].due))
+                for id, r in requests.items()}
+        earlier = await leases.recorded_deliveries(self.ctx, list(keys.values()))
+        wanted = {id: (reference_of(r.get("about")), _recipient(r)) for id, r in requests.items()}
+        read = await self._read_references({ref for refs in wanted.values() for ref in refs})
+        return {id: _Claimed(stored[id], requests[id], leased[id], earlier.get(keys[id]),
+                             {ref: read[ref] for ref in wanted[id] if ref in read})
+                for id in requests}
+
+    async def _deliver(self, claimed: _Claimed | None, *, now: datetime) -> Outcome:
+        if claimed is None:
             return Outcome.SKIPPED
-        request = body_of(stored)
-        lease = lease_of(request) or Lease(due=occurrence_of(request) or now)
-        key = delivery_key(request, lease.due)
-        earlier = await leases.recorded_delivery(self.ctx, resource_id_for(key))
-        if earlier is not None and body_of(earlier).get("status") == "completed":
+        stored, request, earlier = claimed.stored, claimed.request, claimed.earlier
+        if earlier is not None and body(earlier).get("status") == "completed":
             await leases.finish(self.ctx, stored, now=now)
             return Outcome.ALREADY_SENT
         kind = kind_of(request)
-        appointment = await self._read(reference_of(request.get("about")))
+        appointment = claimed.known.get(reference_of(request.get("about")) or "")
         unwanted = _unwanted(kind, appointment)
         if unwanted is not None:
             await leases.revoke(self.ctx, stored, now=now, reason=unwanted)
             return Outcome.REVOKED
-        plan = self.plan_channels(await self._read(_recipient(request)),
+        plan = self.plan_channels(claimed.known.get(_recipient(request) or ""),
                                   available=frozenset(self.senders), kind=kind,
                                   now=now.astimezone(), same_day=_same_day(appointment, now),
                                   default_language=self.policy.default_language)
@@ -174,55 +209,55 @@ class Dispatcher:
             await leases.defer(self.ctx, stored, until=plan.not_before, now=now,
                                attempted=False)
             return Outcome.DEFERRED
-        return await self._attempt(stored, request, lease, plan, earlier, now=now)
+        return await self._attempt(claimed, plan, now=now)
 
-    async def _attempt(self, stored: StoredResource, request: Resource, lease: Lease,
-                       plan: ChannelPlan, earlier: StoredResource | None, *,
-                       now: datetime) -> Outcome:
+    async def _attempt(self, claimed: _Claimed, plan: ChannelPlan, *, now: datetime) -> Outcome:
         """Steps 4 to 6 of the module docstring: send, then record the outcome."""
+        stored, request, lease = claimed.stored, claimed.request, claimed.lease
         key, kind, attempt = delivery_key(request, lease.due), kind_of(request), lease.attempt
         if attempt > self.policy.max_attempts:
-            return await self._give_up(stored, request, key, kind, attempt - 1,
-                                       earlier=earlier, now=now,
+            return await self._give_up(claimed, key, kind, attempt - 1, now=now,
                                        reason="no attempt finished (worker lost)")
         if lease.expires is None or lease.expires - now < self.policy.lease_for / 2:
             try:  # queued for long: make sure the lease outlasts the send
-                stored = await leases.renew(self.ctx, stored, now=now,
-                                            lease_for=self.policy.lease_for)
+                claimed = replace(claimed, stored=await leases.renew(
+                    self.ctx, stored, now=now, lease_for=self.policy.lease_for))
             except WriteConflict:
                 return Outcome.SKIPPED
         last = attempt >= self.policy.max_attempts
-        result = await self._send(request, plan, key, last_attempt=last)
+        result = await self._send(claimed, plan, key, last_attempt=last)
         if isinstance(result, _Sent):
-            await leases.conclude(self.ctx, stored, Delivery(
-                key, result.receipt.accepted_at, result.message.channel, result.message.text,
-                provider_id=result.receipt.provider_id), earlier=earlier, now=now)
+            if not await self._record(claimed, Delivery(
+                    key, result.receipt.accepted_at, result.message.channel,
+                    result.message.text, provider_id=result.receipt.provider_id), now=now):
+                return Outcome.SKIPPED
             metrics.sent(kind=kind, channel=result.message.channel,
                          lag_s=(result.receipt.accepted_at - lease.due).total_seconds())
             return Outcome.SENT
         if result.transient and not last:
             metrics.retried(kind=kind, request_id=stored.id, attempt=attempt,
                             reason=result.reason)
-            await leases.defer(self.ctx, stored, until=now + self.policy.backoff(attempt),
-                               now=now, error=result.reason)
+            await leases.defer(self.ctx, claimed.stored,
+                               until=now + self.policy.backoff(attempt), now=now,
+                               error=result.reason)
             return Outcome.RETRYING
-        return await self._give_up(stored, request, key, kind, attempt, earlier=earlier,
-                                   now=now, reason=result.reason)
+        return await self._give_up(claimed, key, kind, attempt, now=now, reason=result.reason)
 
-    async def _send(self, request: Resource, plan: ChannelPlan, key: str, *,
+    async def _send(self, claimed: _Claimed, plan: ChannelPlan, key: str, *,
                     last_attempt: bool) -> _Sent | _Failed:
         """Try the channels in order: a permanent failure (or any on the last attempt) moves
         on to the next, a transient one stops for a retry."""
         reasons: list[str] = []
         transient = False
-        for channel in _channels(plan, medium_channel(request)):
+        records = Records(self.ctx, claimed.known, self.directory)
+        for channel in _channels(plan, medium_channel(claimed.request)):
             address = plan.addresses.get(channel)
             if address is None or channel not in self.senders:
                 continue
             try:
-                message = await self.compose(self.ctx, request, channel=channel, to=address,
-                                             language=plan.language, links=self.links,
-                                             idempotency_key=key)
+                message = await self.compose(records, claimed.request, channel=channel,
+                                             to=address, language=plan.language,
+                                             links=self.links, idempotency_key=key)
                 return _Sent(message, await self.senders[channel].send(message))
             except DeliveryFailed as failure:
                 reasons.append(f"{channel}: {failure.reason}")
@@ -234,25 +269,42 @@ class Dispatcher:
             reasons.append("the recipient has no address on any configured channel")
         return _Failed("; ".join(reasons), transient)
 
-    async def _give_up(self, stored: StoredResource, request: Resource, key: str,
-                       kind: MessageKind, attempts: int, *, earlier: StoredResource | None,
+    async def _give_up(self, claimed: _Claimed, key: str, kind: MessageKind, attempts: int, *,
                        now: datetime, reason: str) -> Outcome:
-        summary = " ".join(str(p.get("contentString", "")) for p in request.get("payload", ()))
-        await leases.conclude(self.ctx, stored, Delivery(
-            key, None, None, summary or "(no content)",
-            reason=f"{reason} (after {attempts} attempts)",
-            reason_code="system-error" if attempts else "recipient-unavailable"),
-            earlier=earlier, now=now)
-        metrics.delivery_failed(kind=kind, request_id=stored.id, attempts=attempts,
+        summary = " ".join(str(p.get("contentString", ""))
+                           for p in claimed.request.get("payload", ()))
+        if not await self._record(claimed, Delivery(
+                key, None, None, summary or "(no content)",
+                reason=f"{reason} (after {attempts} attempts)",
+                reason_code="system-error" if attempts else "recipient-unavailable"),
+                now=now):
+            return Outcome.SKIPPED
+        metrics.delivery_failed(kind=kind, request_id=claimed.stored.id, attempts=attempts,
                                 reason=reason)
         return Outcome.FAILED
 
-    async def _read(self, reference: str | None) -> Resource | None:
-        if reference is None or reference.count("/") != 1:
-            return None
-        resource_type, id = reference.split("/")
-        stored = await self.ctx.store.read(resource_type, id)
-        return body_of(stored) if stored is not None and not stored.deleted else None
+    async def _record(self, claimed: _Claimed, delivery: Delivery, *, now: datetime) -> bool:
+        """Step 6 (group-committed); False if the request or its record changed meanwhile."""
+        writes = leases.conclusion(self.ctx, claimed.stored, delivery, earlier=claimed.earlier,
+                                   now=now)
+        if await self.recorder.commit(self.ctx, writes):
+            return True
+        log.warning("event=notify.record_conflict request=CommunicationRequest/%s key=%s",
+                    claimed.stored.id, delivery.key)
+        return False
+
+    async def _read_references(self, references: set[str | None]) -> dict[str, Resource | None]:
+        """`Type/id` references read with one query per type; None for the absent ones."""
+        by_type: dict[str, list[str]] = {}
+        for reference in references:
+            if reference is not None and reference.count("/") == 1:
+                resource_type, id = reference.split("/")
+                by_type.setdefault(resource_type, []).append(id)
+        read: dict[str, Resource | None] = {}
+        for resource_type, ids in by_type.items():
+            found = {s.id: body(s) for s in await self.ctx.store.read_many(resource_type, ids)}
+            read.update((f"{resource_type}/{id}", found.get(id)) for id in ids)
+        return read
 
 
 def _channels(plan: ChannelPlan, explicit: ChannelName | None) -> Sequence[ChannelName]:

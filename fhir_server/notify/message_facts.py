@@ -1,5 +1,6 @@
-"""What a patient message says, gathered from the store through the services layer: the
-appointment, who and where, how to prepare, whom to call, and the clinic's time zone.
+"""What a patient message says, gathered through `Records` (the services layer, directory
+resources cached): the appointment, who and where, how to prepare, whom to call, and the
+clinic's time zone.
 
 Sources, in order of preference:
 - place: the Appointment's Location participant; its address, else its `partOf` parent's
@@ -21,14 +22,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-
-from fhir_server.fhir.errors import ResourceGone, ResourceNotFound
 from fhir_server.fhir.instants import parse_instant
+from fhir_server.notify.records import Records
 from fhir_server.scheduling.availability import schedule_time_zone
-from fhir_server.services import resources
-from fhir_server.services.context import FhirContext
-from fhir_server.services.search import find_matches
 
 R4_TIMEZONE_URL = "http://hl7.org/fhir/StructureDefinition/timezone"
 PARENT_HOPS = 3  # room → floor → building is as deep as clinics go
@@ -81,24 +77,25 @@ class MessageFacts:
     note: str | None  # payload contentString written by staff
 
 
-async def gather_facts(ctx: FhirContext, request: Mapping[str, Any]) -> MessageFacts:
+async def gather_facts(records: Records, request: Mapping[str, Any]) -> MessageFacts:
     """Read what a message about `request` (a CommunicationRequest) needs to say."""
-    patient = await _resolve(ctx, request.get("subject"), "Patient")
-    appointment = await _first_about(ctx, request, "Appointment")
+    patient = await _resolve(records, request.get("subject"), "Patient")
+    appointment = await _first_about(records, request, "Appointment")
     actors = _participants(appointment)
-    location = await _resolve(ctx, _first(actors, "Location"), "Location")
-    service = await _healthcare_service(ctx, appointment, actors, location)
-    organization = await _organization(ctx, service, location, patient, request)
-    zone = await appointment_time_zone(ctx, appointment) if appointment else UTC
+    location = await _resolve(records, _first(actors, "Location"), "Location")
+    service = await _healthcare_service(records, appointment, actors, location)
+    organization = await _organization(records, service, location, patient, request)
+    zone = await appointment_time_zone(records, appointment) if appointment else UTC
     requested = _list(appointment.get("requestedPeriod"))[:1] if appointment else []
     period = requested[0] if requested and isinstance(requested[0], Mapping) else {}
     return MessageFacts(
         patient_name=human_name(patient) or "",
         clinic=_text(organization.get("name")) if organization else None,
-        visit=await _visit(ctx, appointment, actors, service, zone) if appointment else None,
+        visit=await _visit(records, appointment, actors, service, zone) if appointment
+        else None,
         requested_start=_local(period.get("start"), zone),
         requested_end=_local(period.get("end"), zone),
-        place=await _place(ctx, location) if location else None,
+        place=await _place(records, location) if location else None,
         preparation=_preparation(service),
         contact=Contact(phone=_telecom(service, organization, "phone"),
                         email=_telecom(service, organization, "email")),
@@ -120,10 +117,10 @@ def human_name(resource: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-async def _visit(ctx: FhirContext, appointment: Resource, actors: Sequence[Mapping[str, Any]],
+async def _visit(records: Records, appointment: Resource, actors: Sequence[Mapping[str, Any]],
                  service: Resource | None, zone: tzinfo) -> Visit:
     reference = _first(actors, "Practitioner")
-    practitioner = await _resolve(ctx, reference, "Practitioner")
+    practitioner = await _resolve(records, reference, "Practitioner")
     types = [c for c in _list(appointment.get("serviceType")) if isinstance(c, Mapping)]
     return Visit(
         id=str(appointment["id"]),
@@ -137,11 +134,11 @@ async def _visit(ctx: FhirContext, appointment: Resource, actors: Sequence[Mappi
     )
 
 
-async def _place(ctx: FhirContext, location: Resource) -> Place:
+async def _place(records: Records, location: Resource) -> Place:
     names, address = [_text(location.get("name"))], _postal(location.get("address"))
     current = location
     for _ in range(PARENT_HOPS):
-        parent = await _resolve(ctx, current.get("partOf"), "Location")
+        parent = await _resolve(records, current.get("partOf"), "Location")
         if parent is None:
             break
         names.append(_text(parent.get("name")))
@@ -151,10 +148,10 @@ async def _place(ctx: FhirContext, location: Resource) -> Place:
                  directions=_text(location.get("description")))
 
 
-async def _healthcare_service(ctx: FhirContext, appointment: Resource | None,
+async def _healthcare_service(records: Records, appointment: Resource | None,
                               actors: Sequence[Mapping[str, Any]],
                               location: Resource | None) -> Resource | None:
-    named = await _resolve(ctx, _first(actors, "HealthcareService"), "HealthcareService")
+    named = await _resolve(records, _first(actors, "HealthcareService"), "HealthcareService")
     if named is not None or appointment is None:
         return named
     codings = [c for concept in _list(appointment.get("serviceType"))
@@ -165,63 +162,56 @@ async def _healthcare_service(ctx: FhirContext, appointment: Resource | None,
                   ("active", "true")]
         if location is not None:
             params.append(("location", f"Location/{location['id']}"))
-        found = await find_matches(ctx, "HealthcareService", params, now=datetime.now(UTC),
-                                   limit=1)
+        found = await records.search("HealthcareService", params, limit=1)
         if found:
-            return _body(found[0])
+            return found[0]
     return None
 
 
-async def _organization(ctx: FhirContext, service: Resource | None, location: Resource | None,
+async def _organization(records: Records, service: Resource | None, location: Resource | None,
                         patient: Resource | None, request: Mapping[str, Any]) -> Resource | None:
     candidates = [(service or {}).get("providedBy"),
                   (location or {}).get("managingOrganization"),
                   request.get("sender"), (patient or {}).get("managingOrganization")]
     for reference in candidates:
-        organization = await _resolve(ctx, reference, "Organization")
+        organization = await _resolve(records, reference, "Organization")
         if organization is not None:
             return organization
     return None
 
 
-async def appointment_time_zone(ctx: FhirContext, appointment: Mapping[str, Any]) -> tzinfo:
+async def appointment_time_zone(records: Records, appointment: Mapping[str, Any]) -> tzinfo:
     """The clinic's zone for this appointment (see the module docstring for the sources)."""
     own = _extension_zone(appointment)
     if own is not None:
         return own
     slots = [s for s in _list(appointment.get("slot")) if isinstance(s, Mapping)]
-    slot = await _resolve(ctx, slots[0] if slots else None, "Slot")
-    schedule = await _resolve(ctx, (slot or {}).get("schedule"), "Schedule")
+    slot = await _resolve(records, slots[0] if slots else None, "Slot")
+    schedule = await _resolve(records, (slot or {}).get("schedule"), "Schedule")
     if schedule is not None and (zone := schedule_time_zone(schedule)) is not None:
         return zone
     for actor in _participants(appointment):
         reference = actor.get("reference")
         if not isinstance(reference, str):
             continue
-        for stored in await find_matches(ctx, "Schedule", [("actor", reference)],
-                                         now=datetime.now(UTC), limit=5):
-            if (zone := schedule_time_zone(_body(stored))) is not None:
+        for schedule in await records.search("Schedule", [("actor", reference)], limit=5):
+            if (zone := schedule_time_zone(schedule)) is not None:
                 return zone
     return UTC
 
 
-async def _first_about(ctx: FhirContext, request: Mapping[str, Any],
+async def _first_about(records: Records, request: Mapping[str, Any],
                        resource_type: str) -> Resource | None:
     for reference in _list(request.get("about")):
         if _reference_id(reference, resource_type) is not None:
-            return await _resolve(ctx, reference, resource_type)
+            return await _resolve(records, reference, resource_type)
     return None
 
 
-async def _resolve(ctx: FhirContext, reference: Any, resource_type: str) -> Resource | None:
-    """The current resource a reference points to; None when absent, deleted or elsewhere."""
-    id = _reference_id(reference, resource_type, base_url=ctx.base_url)
-    if id is None:
-        return None
-    try:
-        return _body(await resources.read(ctx, resource_type, id))
-    except (ResourceNotFound, ResourceGone):
-        return None
+async def _resolve(records: Records, reference: Any, resource_type: str) -> Resource | None:
+    """The resource a reference points to; None when absent, deleted or elsewhere."""
+    id = _reference_id(reference, resource_type, base_url=records.ctx.base_url)
+    return await records.read(resource_type, id) if id is not None else None
 
 
 def _reference_id(reference: Any, resource_type: str, *, base_url: str = "") -> str | None:
@@ -304,11 +294,6 @@ def _local(value: Any, zone: tzinfo) -> datetime | None:
         return None
     moment = parse_instant(value)
     return moment.astimezone(zone) if moment.tzinfo else moment.replace(tzinfo=zone)
-
-
-def _body(stored: Any) -> Resource:
-    body: Resource = orjson.loads(stored.body or b"{}")
-    return body
 
 
 def _text(value: Any) -> str | None:

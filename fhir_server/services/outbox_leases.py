@@ -2,11 +2,13 @@
 
 Every write is version-checked against the version the caller read, so exactly one
 dispatcher acts on a request at a time: a claim or an attempt that loses the race raises
-`WriteConflict` and the loser drops the work. The lease itself is `outbox_records.Lease`.
+`WriteConflict` (or is left out of `commit_groups`' result) and the loser drops the work.
+The lease itself is `outbox_records.Lease`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,23 +61,31 @@ async def due_requests(ctx: FhirContext, *, now: datetime, limit: int) -> list[S
 
 async def claim_due(ctx: FhirContext, *, now: datetime, lease_for: timedelta,
                     limit: int) -> list[Claim]:
-    """Lease up to `limit` due requests, `CLAIM_BATCH` per commit; when a batch loses a race
-    its requests are claimed one by one and those another dispatcher took are skipped."""
-    claims: list[Claim] = []
+    """Lease up to `limit` due requests, `CLAIM_BATCH` per commit; those another dispatcher
+    took first are skipped."""
     due = await due_requests(ctx, now=now, limit=limit)
-    for first in range(0, len(due), CLAIM_BATCH):
-        batch = due[first:first + CLAIM_BATCH]
+    writes = [_claim_write(ctx, stored, now=now, lease_for=lease_for) for stored in due]
+    committed = await commit_groups(ctx, [[write] for write in writes], per_commit=CLAIM_BATCH)
+    return [Claim(write.id, write.version_id)
+            for write, done in zip(writes, committed, strict=True) if done]
+
+
+async def commit_groups(ctx: FhirContext, groups: Sequence[Sequence[VersionWrite]], *,
+                        per_commit: int) -> list[bool]:
+    """Commit each group atomically, `per_commit` groups per transaction (a lost race in a
+    transaction retries its groups one by one); which groups were committed."""
+    committed: list[bool] = []
+    for first in range(0, len(groups), per_commit):
+        chunk = groups[first:first + per_commit]
         try:
-            written = await ctx.store.commit([_claim_write(ctx, stored, now=now,
-                                                           lease_for=lease_for)
-                                              for stored in batch])
+            await ctx.store.commit([write for group in chunk for write in group])
+            committed += [True] * len(chunk)
         except WriteConflict:
-            single = [await claim(ctx, stored, now=now, lease_for=lease_for)
-                      for stored in batch]
-            claims += [held for held in single if held is not None]
-            continue
-        claims += [Claim(stored.id, stored.version_id) for stored in written]
-    return claims
+            if len(chunk) == 1:
+                committed.append(False)
+                continue
+            committed += await commit_groups(ctx, chunk, per_commit=1)
+    return committed
 
 
 async def claim(ctx: FhirContext, stored: StoredResource, *, now: datetime,
@@ -99,12 +109,12 @@ def _claim_write(ctx: FhirContext, stored: StoredResource, *, now: datetime,
     return _request_write(ctx, stored, with_lease(body, attempt, occurrence=until), now=now)
 
 
-async def claimed(ctx: FhirContext, held: Claim) -> StoredResource | None:
-    """The request if it is still active at the claimed version, else None (moved on)."""
-    stored = await ctx.store.read(REQUEST, held.id)
-    if stored is None or stored.deleted or stored.version_id != held.version:
-        return None
-    return stored if body_of(stored).get("status") == "active" else None
+async def claimed(ctx: FhirContext, claims: Sequence[Claim]) -> dict[str, StoredResource]:
+    """The requests still active at their claimed versions, by id (the others moved on)."""
+    versions = {held.id: held.version for held in claims}
+    return {stored.id: stored for stored in await ctx.store.read_many(REQUEST, list(versions))
+            if stored.version_id == versions[stored.id]
+            and body_of(stored).get("status") == "active"}
 
 
 async def renew(ctx: FhirContext, stored: StoredResource, *, now: datetime,
@@ -135,19 +145,19 @@ async def finish(ctx: FhirContext, stored: StoredResource, *, now: datetime) -> 
                  now=now)
 
 
-async def conclude(ctx: FhirContext, stored: StoredResource, delivery: Delivery, *,
-                   earlier: StoredResource | None, now: datetime) -> None:
-    """Record `delivery` as a Communication (over an `earlier` not-done one) and close the
-    occurrence, in one atomic commit: `completed` after a send, `on-hold` after a failure so
-    staff can fix the address and reactivate it; a repeating request arms its next one."""
+def conclusion(ctx: FhirContext, stored: StoredResource, delivery: Delivery, *,
+               earlier: StoredResource | None, now: datetime) -> list[VersionWrite]:
+    """The writes, to commit atomically (`commit_groups`), that record `delivery` as a
+    Communication (over an `earlier` not-done one) and close the occurrence: `completed`
+    after a send, `on-hold` after a failure so staff can fix the address and reactivate it;
+    a repeating request arms its next one."""
     body = body_of(stored)
     record = communication(body, delivery)
     closed = _closed(body, now=now,
                      status_when_done="completed" if delivery.sent else "on-hold")
-    await ctx.store.commit([
-        next_version(ctx, record, resource_type="Communication", id=record["id"],
-                     current=earlier, now=now, method="PUT" if earlier else "POST"),
-        _request_write(ctx, stored, closed, now=now)])
+    return [next_version(ctx, record, resource_type="Communication", id=record["id"],
+                         current=earlier, now=now, method="PUT" if earlier else "POST"),
+            _request_write(ctx, stored, closed, now=now)]
 
 
 def _closed(body: Resource, *, now: datetime, status_when_done: str) -> Resource:
@@ -174,10 +184,11 @@ async def revoke(ctx: FhirContext, stored: StoredResource, *, now: datetime,
     await _write(ctx, stored, revoked, now=now)
 
 
-async def recorded_delivery(ctx: FhirContext, communication_id: str) -> StoredResource | None:
-    """The Communication already recorded for an occurrence, if any."""
-    stored = await ctx.store.read("Communication", communication_id)
-    return stored if stored is not None and not stored.deleted else None
+async def recorded_deliveries(ctx: FhirContext,
+                              communication_ids: Sequence[str]) -> dict[str, StoredResource]:
+    """The Communications already recorded for these occurrences, by id."""
+    return {stored.id: stored
+            for stored in await ctx.store.read_many("Communication", communication_ids)}
 
 
 async def _write(ctx: FhirContext, current: StoredResource, body: Resource, *,

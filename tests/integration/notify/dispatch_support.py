@@ -17,6 +17,7 @@ from fhir_server.notify.messages import (
     Receipt,
 )
 from fhir_server.notify.preferences import CONTACT_PREFERENCES_URL, plan_channels
+from fhir_server.notify.records import Records
 from fhir_server.services.context import FhirContext
 from fhir_server.services.slot_claims import body_of
 
@@ -50,7 +51,7 @@ class NoLinks:
     cancel = reschedule = book = confirm
 
 
-async def compose_stub(ctx: FhirContext, request: Mapping[str, Any], *, channel: ChannelName,
+async def compose_stub(records: Records, request: Mapping[str, Any], *, channel: ChannelName,
                        to: str, language: str, links: Links,
                        idempotency_key: str) -> OutboundMessage:
     """A message naming the request, so tests see what was sent for which request."""

@@ -28,6 +28,7 @@ from fhir_server.notify.messages import (
     OutboundMessage,
 )
 from fhir_server.notify.preferences import plan_channels
+from fhir_server.notify.records import Records
 from fhir_server.seed.demo import availability, make_appointment, make_facilities, make_schedule
 from fhir_server.seed.directory import (
     PATIENTS,
@@ -119,7 +120,7 @@ def request(kind: MessageKind, patient_id: str = "james-wilson", *,
 
 async def write(ctx: FhirContext, kind: MessageKind, *, channel: ChannelName = ChannelName.EMAIL,
                 language: str = "en", **options: Any) -> OutboundMessage:
-    return await compose(ctx, request(kind, **options), channel=channel,
+    return await compose(Records(ctx), request(kind, **options), channel=channel,
                          to="patient@example.com", language=language, links=LINKS,
                          idempotency_key="cr-1/1")
 
@@ -336,7 +337,7 @@ async def test_a_request_without_a_known_kind_fails_permanently(ctx: FhirContext
     unknown["category"][0]["coding"][0]["code"] = "newsletter"
 
     with pytest.raises(DeliveryFailed) as failed:
-        await compose(ctx, unknown, channel=ChannelName.EMAIL, to="patient@example.com",
+        await compose(Records(ctx), unknown, channel=ChannelName.EMAIL, to="patient@example.com",
                       language="en", links=LINKS, idempotency_key="cr-1/1")
 
     assert failed.value.permanent is True
