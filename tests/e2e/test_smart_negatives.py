@@ -1,5 +1,6 @@
 """Inferno-style negatives for the SMART App Launch part of the embedded server: PKCE,
-codes, redirect URIs, clients, launch ids, refresh tokens and login throttling."""
+codes, redirect URIs, clients, launch ids, refresh tokens, login throttling and the login
+session."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.e2e.smart_app import (
     demo_server,
     log_in,
     new_verifier,
+    read_form,
     redirect_params,
 )
 from tests.e2e.tokens import BASE, bearer
@@ -248,3 +250,18 @@ async def test_the_authorization_request_may_be_posted(http: httpx.AsyncClient) 
     params = dict(httpx.URL(authorize_url(verifier)).params)
     page = await http.post(AUTHORIZE_URL, data=params)
     assert page.status_code == 200 and 'name="code_challenge"' in page.text
+
+
+async def test_a_picker_ticket_works_only_in_the_browser_that_logged_in(
+        http: httpx.AsyncClient) -> None:
+    url = authorize_url(scope="launch/patient user/Appointment.rs")
+    picker = await log_in(http, url, "front.desk")
+    ticket = read_form(picker.text).fields["ticket"]
+    choice = {"ticket": ticket, "patient": "maria-garcia"}
+    async with httpx.AsyncClient(transport=http._transport,
+                                 base_url="http://testserver") as elsewhere:
+        stolen = await elsewhere.post(f"{ISSUER}/pick-patient", data=choice)
+    assert stolen.status_code == 400 and "expired" in stolen.text
+    assert redirect_params(await http.post(f"{ISSUER}/pick-patient", data=choice))["code"]
+    again = await http.post(f"{ISSUER}/pick-patient", data=choice)  # the ticket is spent
+    assert again.status_code == 400
