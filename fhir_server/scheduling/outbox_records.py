@@ -19,12 +19,13 @@ Pure: no I/O, no clock reads.
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from fhir_server.fhir.instants import format_instant, parse_instant
 from fhir_server.notify.messages import (
@@ -83,7 +84,7 @@ def lease_of(request: Mapping[str, Any]) -> Lease | None:
 def with_lease(request: Mapping[str, Any], lease: Lease | None, *,
                occurrence: datetime) -> Resource:
     """A copy carrying `lease` (None: without one) and the given occurrence."""
-    updated = copy.deepcopy(dict(request))
+    updated = _copy(request)
     others = [e for e in updated.get("extension", ()) if e.get("url") != DISPATCH_LEASE_URL]
     if lease is not None:
         others.append(lease_extension(lease))
@@ -198,7 +199,7 @@ def communication(request: Mapping[str, Any], delivery: Delivery) -> Resource:
         "identifier": [{"system": IDEMPOTENCY_SYSTEM, "value": delivery.key}],
         "basedOn": [{"reference": f"CommunicationRequest/{request.get('id')}"}],
         "status": "completed" if delivery.sent else "not-done",
-        **{name: copy.deepcopy(request[name]) for name in (
+        **{name: _copy(request[name]) for name in (
             "category", "priority", "subject", "about", "recipient") if name in request},
         "payload": [{"contentString": delivery.text}],
     }
@@ -220,6 +221,11 @@ def _value_reader(parts: Mapping[str, Mapping[str, Any]]) -> Any:
     def value(name: str, key: str) -> Any:
         return parts.get(name, {}).get(key)
     return value
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (an orjson round trip is ~10x faster than `copy.deepcopy`)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def _instant(value: str | None) -> datetime | None:
