@@ -2,9 +2,10 @@
 
 Every request goes out on a new connection, so each step of a flow reaches whichever worker
 process accepts it: a code issued by one is exchanged at the other, a picker ticket made by
-one is used at the other, and an assertion `jti` or a failed login seen by one counts at the
-other. One worker cannot be chosen, so each check is repeated until both have surely been
-involved; with per-process state about half of the launches would fail.
+one is used at the other, a refresh token or an assertion `jti` spent at one is spent at the
+other, and a failed login seen by one counts at the other. One worker cannot be chosen, so
+each check is repeated until both have surely been involved; with per-process state about
+half of the launches would fail.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -30,6 +33,7 @@ APP = "workers-app"
 BACKEND = "workers-backend"
 LAUNCHES = 10
 ASSERTIONS = 8
+REFRESHES = 8
 SCOPE = "launch/patient openid fhirUser patient/Appointment.rs"
 KEY = ECKey.generate_key("P-384", parameters={"kid": "es"}, private=True)
 NEW_CONNECTIONS = httpx.Limits(max_keepalive_connections=0)
@@ -48,7 +52,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("workers")
     jwks = data_dir / "backend-jwks.json"
     jwks.write_text(json.dumps({"keys": [KEY.as_dict(private=False)]}))
-    for client in (["--client-id", APP, "--redirect-uri", REDIRECT, "--scope", SCOPE],
+    for client in (["--client-id", APP, "--redirect-uri", REDIRECT,
+                    "--scope", f"{SCOPE} offline_access"],
                    ["--client-id", BACKEND, "--jwks", str(jwks), "--scope", "system/Slot.rs"]):
         subprocess.run(CLI + ["clients", "add", *client], env=cli_env(data_dir), check=True,
                        capture_output=True)
@@ -67,10 +72,10 @@ def browser() -> httpx.Client:
     return httpx.Client(limits=NEW_CONNECTIONS, timeout=30)
 
 
-def login_page(browser: httpx.Client, server: Server,
-               verifier: str) -> tuple[OAuth2Client, httpx.Response]:
+def login_page(browser: httpx.Client, server: Server, verifier: str,
+               scope: str = SCOPE) -> tuple[OAuth2Client, httpx.Response]:
     """The app's authorization URL opened in `browser`: the app and the login page."""
-    app = OAuth2Client(client_id=APP, scope=SCOPE, redirect_uri=REDIRECT,
+    app = OAuth2Client(client_id=APP, scope=scope, redirect_uri=REDIRECT,
                        code_challenge_method="S256", token_endpoint_auth_method="none",
                        limits=NEW_CONNECTIONS, timeout=30)
     url, _ = app.create_authorization_url(f"{server.issuer}/authorize", code_verifier=verifier,
@@ -80,25 +85,42 @@ def login_page(browser: httpx.Client, server: Server,
     return app, page
 
 
+def launch(server: Server, scope: str = SCOPE) -> dict[str, Any]:
+    """A doctor's standalone launch with the patient picker; the app's token response."""
+    verifier = new_verifier()
+    with browser() as user:
+        app, page = login_page(user, server, verifier, scope)
+        picker = user.post(f"{server.issuer}/login", data={
+            **read_form(page.text).fields, "username": "dr.okafor",
+            "password": PASSWORDS["dr.okafor"]})
+        assert picker.status_code == 200, picker.text
+        callback = user.post(f"{server.issuer}/pick-patient", data={
+            "ticket": read_form(picker.text).fields["ticket"], "patient": "maria-garcia"})
+    assert callback.status_code == 302, callback.text
+    with app:
+        token: dict[str, Any] = app.fetch_token(
+            f"{server.issuer}/token", code_verifier=verifier,
+            authorization_response=callback.headers["location"])
+    return token
+
+
 def test_standalone_launches_succeed_whichever_worker_each_step_reaches(server: Server) -> None:
     for _ in range(LAUNCHES):
-        verifier = new_verifier()
-        with browser() as user:
-            app, page = login_page(user, server, verifier)
-            picker = user.post(f"{server.issuer}/login", data={
-                **read_form(page.text).fields, "username": "dr.okafor",
-                "password": PASSWORDS["dr.okafor"]})
-            assert picker.status_code == 200, picker.text
-            callback = user.post(f"{server.issuer}/pick-patient", data={
-                "ticket": read_form(picker.text).fields["ticket"], "patient": "maria-garcia"})
-        assert callback.status_code == 302, callback.text
-        with app:
-            token = app.fetch_token(f"{server.issuer}/token", code_verifier=verifier,
-                                    authorization_response=callback.headers["location"])
+        token = launch(server)
         assert token["patient"] == "maria-garcia"
         found = httpx.get(f"{server.base}/Appointment", params={"patient": "maria-garcia"},
                           headers=bearer(token["access_token"]), timeout=30)
         assert found.status_code == 200 and found.json()["total"] == 1, found.text
+
+
+def test_concurrent_uses_of_one_refresh_token_on_both_workers_succeed_once(
+        server: Server) -> None:
+    refresh = {"grant_type": "refresh_token", "client_id": APP,
+               "refresh_token": launch(server, f"{SCOPE} offline_access")["refresh_token"]}
+    with ThreadPoolExecutor(REFRESHES) as pool:
+        answers = list(pool.map(lambda _: httpx.post(f"{server.issuer}/token", data=refresh,
+                                                     timeout=30), range(REFRESHES)))
+    assert sorted(answer.status_code for answer in answers) == [200] + [400] * (REFRESHES - 1)
 
 
 def test_a_replayed_assertion_is_refused_by_every_worker(server: Server) -> None:

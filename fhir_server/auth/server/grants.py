@@ -9,7 +9,8 @@
 - Granted scopes = requested ∩ the client's registration ∩ the user's role, minus launch
   scopes whose context the flow did not produce.
 - Tokens: an access token carrying the user's role, `fhirUser` and launch patient; an RS256 ID
-  token for `openid`; a refresh token for `offline_access`/`online_access`, rotated on use.
+  token for `openid`; a refresh token for `offline_access`/`online_access`, rotated on use
+  (spent atomically in the shared state, so two concurrent uses never both succeed).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 AUTHORIZATION_CODE_LIFETIME_S = 60
 CODE_KIND = "authorization-code"
+REFRESH_KIND = "spent-refresh-token"
 USER_ACCESS_TOKEN_LIFETIME = timedelta(hours=1)
 ID_TOKEN_LIFETIME = timedelta(hours=1)
 USER_AUTH_METHODS = ["none", "client_secret_basic", "private_key_jwt"]
@@ -215,7 +217,11 @@ class SmartRefreshTokenGrant(RefreshTokenGrant):
                        auth_time=refresh_token.auth_time)
 
     def create_token_response(self) -> Any:
-        if not self.server.refresh_tokens.spend(self.request.refresh_token):
+        """Spend the token first: the shared state lets one of two concurrent uses through,
+        whichever processes they reach; the revocation list then remembers it as used."""
+        grant: RefreshGrant = self.request.refresh_token
+        if (not self.server.state.first_use(REFRESH_KIND, grant.jti, grant.expires_at)
+                or not self.server.refresh_tokens.spend(grant)):
             raise InvalidGrantError("The refresh token was already used")
         return super().create_token_response()
 
