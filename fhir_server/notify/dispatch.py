@@ -191,6 +191,11 @@ class Dispatcher:
     async def _deliver(self, claimed: _Claimed | None, *, now: datetime) -> Outcome:
         if claimed is None:
             return Outcome.SKIPPED
+        with self.recorder.member():
+            return await self._deliver_claimed(claimed, now=now)
+
+    async def _deliver_claimed(self, claimed: _Claimed, *, now: datetime) -> Outcome:
+        """Steps 2 and 3 of the module docstring, then the attempt."""
         stored, request, earlier = claimed.stored, claimed.request, claimed.earlier
         if earlier is not None and body(earlier).get("status") == "completed":
             await leases.finish(self.ctx, stored, now=now)

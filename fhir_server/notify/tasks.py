@@ -10,7 +10,7 @@ from fhir_server.services import outbox, outbox_leases
 from fhir_server.services.outbox_leases import Claim
 
 SCAN_LIMIT = 1000
-DELIVER_BATCH = 20
+DELIVER_BATCH = 50
 RECONCILE_WINDOW = timedelta(hours=1)
 
 

@@ -32,7 +32,7 @@ from fhir_server.services.versions import next_version
 from fhir_server.store.protocol import StoredResource, VersionWrite, WriteConflict
 
 REQUEST = "CommunicationRequest"
-CLAIM_BATCH = 50
+CLAIM_BATCH = 200
 Resource = dict[str, Any]
 
 

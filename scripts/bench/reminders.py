@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,7 @@ def main() -> None:
 
 
 def run(data_dir: Path, *, count: int, workers: int, timeout_s: float) -> None:
+    print("load average at the start: " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
     due = datetime.now(UTC) + timedelta(seconds=10 + count / SEED_RATE_GUESS)
     began = time.monotonic()
     asyncio.run(seed_due_reminders(f"sqlite:///{data_dir / 'fhir.db'}", count, now=due))
@@ -65,6 +67,7 @@ def run(data_dir: Path, *, count: int, workers: int, timeout_s: float) -> None:
             for process in processes:
                 stop(process)
     report(sink.received, due=due.timestamp(), count=count, workers=workers)
+    print("load average at the end: " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
 
 
 def report(received: list[tuple[str, float]], *, due: float, count: int, workers: int) -> None:
@@ -75,7 +78,10 @@ def report(received: list[tuple[str, float]], *, due: float, count: int, workers
     print(f"reminders: {count}, worker processes: {workers}, broker: Redis, store: SQLite")
     print(f"throughput: {count / elapsed:.0f} messages/s ({elapsed:.1f} s from due to last)")
     print(f"lag due->sent: p50 {statistics.median(lags):.1f} s, p99 {p99:.1f} s "
-          f"(target p99 < 60 s: {'met' if p99 < 60 else 'MISSED'})")
+          f"(target p99 < 60 s: {'met' if p99 < 60 else 'MISSED'}); first {lags[0]:.1f} s")
+    print("sent per 5 s after due: " + " ".join(
+        str(sum(1 for lag in lags if start <= lag < start + 5))
+        for start in range(0, int(lags[-1]) + 5, 5)))
     print(f"duplicates: {len(received) - distinct} (distinct Message-IDs {distinct})")
 
 
