@@ -16,13 +16,21 @@ RECONCILE_WINDOW = timedelta(hours=1)
 
 @app.task(name=SCAN_TASK)
 def scan() -> int:
-    """Lease the due requests and queue them for delivery in batches; how many."""
+    """Lease the due requests and queue them for delivery in batches; how many.
+
+    A full scan means more are due: another scan is queued after the first half of the
+    batches, so the next claims are ready before the workers run out (instead of waiting for
+    beat); it expires after a quarter lease, when the queue is deep enough anyway."""
     current = runtime()
     lease_for = timedelta(seconds=current.settings.dispatch_lease_s)
     claims = current.run(outbox_leases.claim_due(current.dispatcher.ctx, now=datetime.now(UTC),
                                                  lease_for=lease_for, limit=SCAN_LIMIT))
-    for start in range(0, len(claims), DELIVER_BATCH):
-        deliver.delay([[c.id, c.version] for c in claims[start:start + DELIVER_BATCH]])
+    batches = [claims[start:start + DELIVER_BATCH]
+               for start in range(0, len(claims), DELIVER_BATCH)]
+    for number, batch in enumerate(batches):
+        if number == len(batches) // 2 and len(claims) >= SCAN_LIMIT:
+            scan.apply_async(expires=lease_for.total_seconds() / 4)
+        deliver.delay([[c.id, c.version] for c in batch])
     return len(claims)
 
 

@@ -33,7 +33,7 @@ from tests.support.dispatch_processes import (  # noqa: E402
     wait_until,
 )
 
-SEED_RATE_GUESS = 400  # reminders seeded per second, to place D just after seeding ends
+SEED_RATE_GUESS = 800  # reminders seeded per second, to place D just after seeding ends
 
 
 def main() -> None:
