@@ -71,17 +71,18 @@ _seen_for_includes: ContextVar[tuple[str, frozenset[str]] | None] = ContextVar(
 async def check_request(request: Request, interaction: str, resource_type: str,
                         access: Access, decision: Decision) -> None:
     """Refuse (403) or hide (404) what the decision's restrictions do not allow."""
-    ctx = fhir_context(request)
     if interaction == "history-type":
         if confines(decision, resource_type) or decision.scope_constraints:
             raise AccessDenied("History of a whole type is not available to a token confined "
                                "to a compartment or by scope constraints; search instead")
     elif interaction in READS:
-        await _check_read(request, ctx, resource_type, decision)
+        if confines(decision, resource_type) or decision.constraints_on(resource_type):
+            await _check_read(request, fhir_context(request), resource_type, decision)
     elif interaction in WRITES:
-        await _check_write(request, ctx, interaction, resource_type, access, decision)
+        await _check_write(request, fhir_context(request), interaction, resource_type, access,
+                           decision)
     elif interaction == "search-type" and _reads_seen_patients_only(access):
-        await _remember_seen_patients(request, ctx, access)
+        await _remember_seen_patients(request, fhir_context(request), access)
 
 
 def confines(decision: Decision, resource_type: str) -> bool:
@@ -187,8 +188,6 @@ async def _check_read(request: Request, ctx: FhirContext, resource_type: str,
                       decision: Decision) -> None:
     """A narrowed read of something outside the caller's reach is a 404."""
     constraints = decision.constraints_on(resource_type)
-    if not confines(decision, resource_type) and not constraints:
-        return
     id = request.path_params["id"]
     version = request.path_params.get("version_id")
     hidden = ResourceNotFound(f"{resource_type}/{id} is not known")

@@ -16,7 +16,6 @@ endpoints that narrow results (search, includes, Bundles).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Final
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.types import Scope
 
 from fhir_server.api import narrowing
 from fhir_server.api.chain_narrowing import with_narrowed_chains
@@ -107,27 +107,26 @@ async def guard(request: Request, template: str, method: str) -> None:
     if rule.interaction == "public":
         return
     try:
-        access = await authenticate(request)
+        caller = await authenticate(request)
     except (MissingToken, InvalidToken) as refused:
         security_events.auth_failed(reason=getattr(refused, "reason", "missing"),
                                     client=_client_address(request), path=request.url.path)
         raise
     if rule.interaction == "batch":
         return
-    resource_type = rule.resource_type or request.path_params["resource_type"]
-    if rule.operation is None and not supports_interaction(resource_type, rule.interaction):
-        raise NotAllowed(f"{resource_type} does not support {rule.interaction} through the "
-                         "API", code="not-supported")
+    resource_type = rule.resource_type or request.scope["path_params"]["resource_type"]
+    access = caller.access
+    decision = caller.decision(rule, resource_type)
     try:
-        decision = _decide(access, interaction=rule.interaction, resource_type=resource_type,
-                           operation=rule.operation).require()
-        request.state.decision = decision
+        decision.require()
+        state = request.scope["state"]
+        state["decision"] = decision
         await narrowing.check_request(request, rule.interaction, resource_type, access, decision)
         if rule.operation is not None:
             await check_operation(request, rule.operation, access, decision)
         elif rule.interaction == "search-type":
-            request.state.decision = await with_narrowed_chains(request, access, decision,
-                                                                resource_type)
+            state["decision"] = await with_narrowed_chains(request, access, decision,
+                                                           resource_type)
     except AccessDenied as denied:
         security_events.authz_denied(resource_type=resource_type,
                                      interaction=rule.operation or rule.interaction,
@@ -141,46 +140,90 @@ def _client_address(request: Request) -> str | None:
     return client[0] if client else None
 
 
-async def authenticate(request: Request) -> Access:
-    """The caller's `Access` from a valid bearer token; kept on `request.state`."""
-    header = request.headers.get("authorization")
+CALLER_CACHE_SIZE = 4096
+DECISIONS_PER_CALLER = 64  # routes x types a client uses; beyond that, decide without keeping
+
+
+@dataclass(slots=True)
+class Caller:
+    """What a valid token allows, kept per token so that a repeat request costs one lookup:
+    its `Access`, the app's context with its rights, and the decisions made so far (they
+    depend only on the immutable Access and the route)."""
+
+    claims: Claims
+    access: Access
+    base: FhirContext  # the app's context `fhir` was derived from
+    fhir: FhirContext
+    decisions: dict[tuple[str, str, str | None], Decision]
+
+    def decision(self, rule: RouteAccess, resource_type: str) -> Decision:
+        """The policy's decision on `rule` for `resource_type` (405 for an interaction the
+        type does not offer), remembered for the next request."""
+        key = (rule.interaction, resource_type, rule.operation)
+        found = self.decisions.get(key)
+        if found is not None:
+            return found
+        if rule.operation is None and not supports_interaction(resource_type, rule.interaction):
+            raise NotAllowed(f"{resource_type} does not support {rule.interaction} through the "
+                             "API", code="not-supported")
+        found = decide(self.access, interaction=rule.interaction, resource_type=resource_type,
+                       operation=rule.operation)
+        if len(self.decisions) < DECISIONS_PER_CALLER:
+            self.decisions[key] = found
+        return found
+
+
+async def authenticate(request: Request) -> Caller:
+    """The caller of a valid bearer token; its Access and context go on `request.state`."""
+    token = _bearer_token(request.scope)
+    app_state = request.app.state
+    validator: TokenValidator = app_state.token_validator
+    claims = validator.remembered(token)
+    if claims is None:
+        if app_state.token_validation_blocks:  # an external IdP's keys may be fetched
+            claims = await run_in_threadpool(validator.validate, token)
+        else:
+            claims = validator.validate(token)
+    caller = _caller_for(app_state.access_cache, token, claims, app_state.fhir)
+    state = request.scope.setdefault("state", {})  # what `request.state` wraps
+    state["access"] = caller.access
+    state["fhir"] = caller.fhir
+    return caller
+
+
+def _bearer_token(scope: Scope) -> str:
+    """The token of the `Authorization: Bearer` header, read from the raw ASGI headers."""
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value
+            break
     if not header:
         raise MissingToken("This endpoint needs an access token: "
                            "send 'Authorization: Bearer <token>'")
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    scheme, _, token = header.decode("latin-1").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise InvalidToken("malformed")
-    validator: TokenValidator = request.app.state.token_validator
-    if request.app.state.token_validation_blocks:  # an external IdP's keys may be fetched
-        claims = await run_in_threadpool(validator.validate, token.strip())
-    else:
-        claims = validator.validate(token.strip())
-    access = _access_for(request.app.state.access_cache, token.strip(), claims)
-    request.state.access = access
-    request.state.fhir = with_caller_rights(request.app.state.fhir, access)
-    return access
+    return token
 
 
-ACCESS_CACHE_SIZE = 4096
-# A decision depends only on the (immutable) Access and the route, and callers repeat both.
-_decide = functools.lru_cache(maxsize=ACCESS_CACHE_SIZE)(decide)
-
-
-def _access_for(cache: OrderedDict[str, tuple[Claims, Access]], token: str,
-                claims: Claims) -> Access:
-    """The caller's Access; reused while the validator hands back the same remembered claims,
-    since parsing scopes and role on every request cost a quarter of a read."""
-    remembered = cache.get(token)
-    if remembered is not None and remembered[0] is claims:
-        return remembered[1]
+def _caller_for(cache: OrderedDict[str, Caller], token: str, claims: Claims,
+                base: FhirContext) -> Caller:
+    """The remembered caller while the validator hands back the same verified claims;
+    otherwise a new one (parsing scopes and role on every request cost a quarter of a read)."""
+    caller = cache.get(token)
+    if caller is not None and caller.claims is claims and caller.base is base:
+        return caller
     try:
         access = Access.from_claims(claims.raw)
     except InvalidRequest:  # an unknown role or a malformed resource scope
         raise InvalidToken("malformed claims") from None
-    cache[token] = (claims, access)
-    if len(cache) > ACCESS_CACHE_SIZE:
+    caller = Caller(claims, access, base, with_caller_rights(base, access), {})
+    cache[token] = caller
+    if len(cache) > CALLER_CACHE_SIZE:
         cache.popitem(last=False)
-    return access
+    return caller
 
 
 def with_caller_rights(ctx: FhirContext, access: Access) -> FhirContext:

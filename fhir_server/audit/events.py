@@ -153,15 +153,15 @@ def resource_reference(record: AuditRecord) -> str | None:
 def patients_of(record: AuditRecord, served: Iterable[str] = ()) -> list[str]:
     """The patients the access concerned: the token's patient, the Patient read, the
     patients the resource `served` refers to and those a search names (first-seen order)."""
-    found: dict[str, None] = {}
-    if record.patient_id:
-        found[f"Patient/{record.patient_id}"] = None
+    found = ["Patient/" + record.patient_id] if record.patient_id else []
     if record.resource_type == "Patient" and record.resource_id:
-        found[f"Patient/{record.resource_id}"] = None
-    found.update(dict.fromkeys(served))
+        served = ("Patient/" + record.resource_id, *served)
     if record.interaction in SEARCHES and record.query:
-        found.update(dict.fromkeys(_searched_patients(record.query)))
-    return list(found)
+        served = (*served, *_searched_patients(record.query))
+    for patient in served:  # a handful at most: a list beats a dict here
+        if patient not in found:
+            found.append(patient)
+    return found
 
 
 def _searched_patients(query: str) -> Iterator[str]:

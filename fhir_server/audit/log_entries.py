@@ -4,9 +4,9 @@ The row keeps the record, not the rendered AuditEvent (a few hundred bytes inste
 kilobytes, and microseconds to build on the event loop): a JSON array `[1, recorded_us,
 <the AuditRecord fields from interaction to address>, patients]`, 1 being the format. The
 response body is not kept; the patients it refers to are. The search fields follow the R4
-AuditEvent parameters: `entity` is every `entity.what` (the resource and the patients),
-`patient` the patient entities and a patient user, `agent` the user (`fhirUser`),
-`agent-name` the client id.
+AuditEvent parameters: `entity` is every `entity.what` (the resource, and the patients:
+`audit_search` looks for an entity among the patients too), `patient` the patient entities
+and a patient user, `agent` the user (`fhirUser`), `agent-name` the client id.
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ MAX_BODY_SCAN: Final = 256 * 1024  # larger bodies are not searched for patient 
 _PATIENT_REFERENCE: Final = re.compile(
     rb'"reference"\s*:\s*"(?:[^"\\]*/)?Patient/([^"\\/]+)(?:/_history/[^"\\]*)?"')
 _KEPT: Final = slice(3, len(AuditRecord._fields) - 1)  # resource_type..address (not body)
-_AGENT_PARAMS: Final = {"Patient": (("agent", "Patient"), ("patient", "Patient"))}
 
 
 def log_entry(record: AuditRecord, id: str) -> AuditEntry:
-    """The row for `record` under the server-assigned `id`."""
-    patients = patients_of(record, _served_patients(record.body))
+    """The row for `record` under the server-assigned `id` (one per request: kept lean)."""
+    body = record.body
+    served = _served_patients(body) if body else ()
+    patients = patients_of(record, served)
     recorded_us = to_micros(record.recorded)
-    interaction, status = record.interaction, record.status
-    kept = (FORMAT, recorded_us, interaction, status, *record[_KEPT], patients)
-    subtype, action = SUBTYPE_ACTION.get(interaction, (interaction, "E"))
-    client = record.client_id
-    return AuditEntry(id, recorded_us, subtype, action, outcome_code(status), client,
-                      _client_key(client) if client else None,
-                      _references(record, patients), orjson.dumps(kept))
+    interaction, status, client = record.interaction, record.status, record.client_id
+    subtype, action = SUBTYPE_ACTION.get(interaction) or (interaction, "E")
+    return AuditEntry(
+        id, recorded_us, subtype, action, "0" if status < 400 else outcome_code(status), client,
+        _client_key(client) if client else None, _references(record, patients),
+        orjson.dumps((FORMAT, recorded_us, interaction, status, *record[_KEPT], patients)))
 
 
 def audit_event(logged: LoggedAudit, *, server: str) -> dict[str, Any]:
@@ -68,34 +68,41 @@ def _client_key(client_id: str) -> str:
 
 
 def _references(record: AuditRecord, patients: list[str]) -> tuple[tuple[str, str, str], ...]:
-    """`(param, type, id)` for the entity, patient and agent searches, once each."""
-    found: list[tuple[str, str, str]] = []
+    """`(param, type, id)` for the entity, patient and agent searches, once each. The patients
+    are entities too, but are kept once, as `patient`: an `entity` search looks there too."""
+    found = [("patient", "Patient", patient[8:]) for patient in patients]  # after "Patient/"
     if record.resource_type and record.resource_id:
-        found.append(("entity", record.resource_type, record.resource_id))
-    for patient in patients:
-        patient_id = patient[8:]  # after "Patient/"
-        if record.resource_type != "Patient" or record.resource_id != patient_id:
-            found.append(("entity", "Patient", patient_id))
-        found.append(("patient", "Patient", patient_id))
+        found.insert(0, ("entity", record.resource_type, record.resource_id))
     user = record.fhir_user
     if user and "/" in user:
         user_type, _, user_id = user.rpartition("/")
         user_type = user_type.rpartition("/")[2]
-        for param, kind in _AGENT_PARAMS.get(user_type, (("agent", user_type),)):
-            if (param, kind, user_id) not in found:
-                found.append((param, kind, user_id))
+        found.append(("agent", user_type, user_id))
+        if user_type == "Patient" and ("patient", "Patient", user_id) not in found:
+            found.append(("patient", "Patient", user_id))  # a patient user is a patient too
     return tuple(found)
 
 
-def _served_patients(body: bytes | None) -> list[str]:
-    """The patients a served or written body refers to (its contained resources excluded):
-    found by a regular expression; only a body with contained resources is parsed."""
-    if not body or len(body) > MAX_BODY_SCAN or b"Patient/" not in body:
+def _served_patients(body: bytes) -> list[str]:
+    """The patients a served or written body refers to (its contained resources excluded).
+
+    Each `Patient/` in the body is checked by matching the reference pattern from the
+    `"reference"` key before it: cheaper than scanning the whole body with the pattern. Only
+    a body with contained resources is parsed.
+    """
+    if len(body) > MAX_BODY_SCAN:
         return []
-    if b'"contained"' not in body:
-        return [f"Patient/{found.decode('utf-8', 'replace')}"
-                for found in _PATIENT_REFERENCE.findall(body)]
-    try:
-        return list(patient_references(orjson.loads(body)))
-    except orjson.JSONDecodeError:
-        return []
+    if b'"contained"' in body:
+        try:
+            return list(patient_references(orjson.loads(body)))
+        except orjson.JSONDecodeError:
+            return []
+    found: list[str] = []
+    at = body.find(b"Patient/")
+    while at != -1:
+        key = body.rfind(b'"reference"', 0, at)
+        match = _PATIENT_REFERENCE.match(body, key) if key != -1 else None
+        if match is not None and match.start(1) == at + 8:
+            found.append("Patient/" + match.group(1).decode("utf-8", "replace"))
+        at = body.find(b"Patient/", at + 8)
+    return found

@@ -230,6 +230,16 @@ VERIFIED_TTL_S = 60.0
 VERIFIED_CACHE_SIZE = 4096
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token whose signature and claims passed: trusted until `fresh_until`, when either
+    the remembering window ends (verify again) or `exp` plus the leeway passes (expired)."""
+
+    claims: Claims
+    fresh_until: float
+    expires: float  # exp + leeway
+
+
 class TokenValidator:
     """Turns a bearer token into `Claims`, or refuses it with `InvalidToken`."""
 
@@ -246,29 +256,46 @@ class TokenValidator:
         self._leeway = leeway_s
         self._role_claim = role_claim
         self._clock = clock
-        self._verified: OrderedDict[str, tuple[Claims, dict[str, Any], float]] = OrderedDict()
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     def validate(self, token: str) -> Claims:
         """The token's claims once its algorithm, key, signature, iss, aud, times and jti pass.
 
         A client sends the same token with every request, and an RS384 check plus claim
         parsing cost more than serving a read, so a verified token is remembered for up to
-        `VERIFIED_TTL_S`; its times and revocation are still checked on every call.
+        `VERIFIED_TTL_S` (see `remembered`).
         """
-        remembered = self._verified.get(token)
-        if remembered is not None and self._clock() - remembered[2] < VERIFIED_TTL_S:
-            claims, payload, _ = remembered
-            self._check_times(payload)
-            self._check_revocation(claims)
+        claims = self.remembered(token)
+        if claims is not None:
             return claims
-        claims, payload = self._verify(token)
-        self._verified[token] = (claims, payload, self._clock())
+        claims, exp = self._verify(token)
+        expires = exp + self._leeway
+        self._verified[token] = _Verified(
+            claims, min(self._clock() + VERIFIED_TTL_S, expires), expires)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return claims
 
-    def _verify(self, token: str) -> tuple[Claims, dict[str, Any]]:
-        """The full check: header, key, signature, claims, times, revocation."""
+    def remembered(self, token: str) -> Claims | None:
+        """The claims of a token verified in the last `VERIFIED_TTL_S`, checked for expiry and
+        revocation (a clock read and a set lookup, never I/O); None when it must be verified.
+
+        `nbf` and `iat` passed when it was verified, so only `exp` can change the answer.
+        """
+        found = self._verified.get(token)
+        if found is None:
+            return None
+        now = self._clock()
+        if now >= found.fresh_until:
+            if now >= found.expires:
+                del self._verified[token]
+                raise InvalidToken("expired")
+            return None
+        self._check_revocation(found.claims)
+        return found.claims
+
+    def _verify(self, token: str) -> tuple[Claims, float]:
+        """The full check: header, key, signature, claims, times, revocation; and `exp`."""
         alg, kid = self._header(token)
         key = self._jwks.key_for(kid)
         if key is None:
@@ -279,7 +306,7 @@ class TokenValidator:
         exp = self._check_times(payload)
         claims = self._claims(payload, exp)
         self._check_revocation(claims)
-        return claims, payload
+        return claims, exp
 
     def _check_revocation(self, claims: Claims) -> None:
         """Refuse a revoked token, and any token without a `jti` when revocation is on."""

@@ -7,6 +7,7 @@ cannot answer, and renders each logged row as its BALP AuditEvent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -40,6 +41,7 @@ _TOKEN_SYSTEMS: Final = {
 }
 _CONSTANTS: Final = {"type": (AUDIT_EVENT_TYPE, "rest")}  # the same in every event
 _SORTABLE: Final = frozenset({"date", "lastUpdated", "id"})
+PATIENT: Final = "Patient"
 
 
 async def read(ctx: FhirContext, id: str) -> StoredResource:
@@ -48,6 +50,15 @@ async def read(ctx: FhirContext, id: str) -> StoredResource:
     if logged is None:
         raise ResourceNotFound(f"AuditEvent/{id} is not known")
     return _rendered(ctx, logged)
+
+
+async def read_many(ctx: FhirContext, ids: Sequence[str]) -> list[StoredResource]:
+    """The AuditEvents of `ids` the log holds (unknown ids are left out), for `_include`."""
+    if not ids:
+        return []
+    query = StoreQuery(AUDIT_EVENT, where=(Clause((IdMatch(tuple(ids)),)),), limit=len(ids),
+                       with_total=False)
+    return (await page(ctx, query)).resources
 
 
 async def page(ctx: FhirContext, query: StoreQuery) -> SearchPage:
@@ -98,34 +109,40 @@ def _log_clause(clause: Clause) -> Clause | None:
     never = Clause(())
     predicates: list[Predicate] = []
     for predicate in clause.any_of:
-        mapped = _log_predicate(predicate)
+        mapped = _log_predicates(predicate)
         if mapped is True:
             return never if clause.negate else None
         if mapped is not False:
-            predicates.append(mapped)
+            predicates.extend(mapped)
     if not predicates:
         return None if clause.negate else never
     return Clause(tuple(predicates), negate=clause.negate)
 
 
-def _log_predicate(predicate: Predicate) -> Predicate | bool:
-    """The predicate on a log field, or whether it holds for every event (True) or none."""
+def _log_predicates(predicate: Predicate) -> tuple[Predicate, ...] | bool:
+    """The predicate on log fields (alternatives), or whether it holds for every event (True)
+    or none."""
     param = _param(predicate)
     if isinstance(predicate, IdMatch):
-        return predicate
+        return (predicate,)
     if isinstance(predicate, TokenMatch) and param in _CONSTANTS:
         system, code = _CONSTANTS[param]
         return predicate.system in (None, system) and predicate.code in (None, code)
     if isinstance(predicate, TokenMatch) and param in _TOKEN_SYSTEMS:
         if predicate.system not in _TOKEN_SYSTEMS[param]:
             return False
-        return True if predicate.code is None else TokenMatch(param, None, predicate.code)
+        return True if predicate.code is None else (TokenMatch(param, None, predicate.code),)
     if isinstance(predicate, DateMatch) and param in ("date", "_lastUpdated"):
-        return replace(predicate, param="date")
+        return (replace(predicate, param="date"),)
     if isinstance(predicate, ReferenceMatch) and param in ("entity", "patient", "agent"):
-        return predicate if predicate.target_id is not None else False  # the log: no URLs
+        if predicate.target_id is None:
+            return False  # the log keeps no absolute URLs
+        if param == "entity" and predicate.target_type in (None, PATIENT):
+            # A patient entity is logged once, as `patient` (audit/log_entries.py).
+            return (predicate, ReferenceMatch("patient", PATIENT, predicate.target_id))
+        return (predicate,)
     if isinstance(predicate, StringMatch) and param == "agent-name":
-        return predicate
+        return (predicate,)
     raise UnknownSearchParameter(f"AuditEvent search by {param!r} is not supported",
                                  expression=param)
 

@@ -18,6 +18,7 @@ from fhir_server.fhir.errors import (
     Conflict,
     InvalidRequest,
     MultipleMatches,
+    NotAllowed,
     ResourceGone,
     ResourceNotFound,
     UnsupportedResourceType,
@@ -26,6 +27,7 @@ from fhir_server.fhir.errors import (
 from fhir_server.fhir.resource_types import is_supported
 from fhir_server.fhir.search.parse import parse_query_string
 from fhir_server.fhir.validation import validate_resource
+from fhir_server.services import audit_search
 from fhir_server.services.context import FhirContext, ResourceChange
 from fhir_server.services.search import find_matches
 from fhir_server.services.versions import new_id, next_version, tombstone
@@ -50,8 +52,11 @@ def require_supported(resource_type: str) -> None:
 
 
 async def read(ctx: FhirContext, resource_type: str, id: str) -> StoredResource:
-    """The current version; 404 if it never existed, 410 if it was deleted."""
+    """The current version; 404 if it never existed, 410 if it was deleted. AuditEvents come
+    from the audit log, so every reader (REST, Bundles, narrowing) sees the same one."""
     require_supported(resource_type)
+    if resource_type == audit_search.AUDIT_EVENT:
+        return await audit_search.read(ctx, id)
     stored = await ctx.store.read(resource_type, id)
     if stored is None:
         raise ResourceNotFound(f"{resource_type}/{id} is not known")
@@ -65,6 +70,8 @@ async def vread(ctx: FhirContext, resource_type: str, id: str, version_id: str) 
     require_supported(resource_type)
     if not version_id.isdigit():
         raise ResourceNotFound(f"{resource_type}/{id} has no version '{version_id}'")
+    if resource_type == audit_search.AUDIT_EVENT:  # as in REST: one immutable entry each
+        raise NotAllowed("AuditEvent does not support vread", code="not-supported")
     stored = await ctx.store.read_version(resource_type, id, int(version_id))
     if stored is None:
         raise ResourceNotFound(f"{resource_type}/{id} has no version {version_id}")

@@ -137,8 +137,15 @@ async def _forward_include(ctx: FhirContext, spec: IncludeSpec, matches: list[St
                 wanted.setdefault(entry.target_type, []).append(entry.target_id)
     found: list[StoredResource] = []
     for target_type, ids in wanted.items():
-        found.extend(await ctx.store.read_many(target_type, ids[:INCLUDE_LIMIT]))
+        found.extend(await _read_many(ctx, target_type, ids[:INCLUDE_LIMIT]))
     return found
+
+
+async def _read_many(ctx: FhirContext, resource_type: str, ids: list[str]) -> list[StoredResource]:
+    """Current versions by id: from the audit log for AuditEvent, else from the store."""
+    if resource_type == audit_search.AUDIT_EVENT:
+        return await audit_search.read_many(ctx, ids)
+    return await ctx.store.read_many(resource_type, ids)
 
 
 def _is_include_target(entry: object, spec: IncludeSpec) -> bool:

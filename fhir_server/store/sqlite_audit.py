@@ -1,19 +1,26 @@
-"""The SQLite audit log: tables `audit_log` and `audit_ref` in the store's file.
+"""The SQLite audit log: table `audit_log` (and `audit_ref`) in the store's file.
 
 It has its own connection, used only from worker threads (`asyncio.to_thread`) under a lock:
-a batch insert is one transaction that runs while the event loop keeps serving requests
-(sqlite3 releases the GIL while SQLite works), and in WAL mode readers never wait for it.
-`audit_ref` holds the `entity`/`patient`/`agent` references, one row each, keyed for lookup.
+a batch insert is one transaction that runs while the event loop keeps serving requests, and
+in WAL mode readers never wait for it. A batch goes in as a few multi-row INSERTs rather than
+one statement per row, since sqlite3 hands the GIL back and forth on every statement step and
+the event loop, which needs it, must wait each time.
+
+One row per event: its first `entity`, `patient` and `agent` references are columns with
+partial indexes, since most events have at most one of each; any further ones (a search
+naming several patients) are rows of `audit_ref`. Rows of the earlier layout keep all their
+references in `audit_ref` and are found the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from fhir_server.fhir.errors import StoreUnavailable
 from fhir_server.fhir.search.model import (
@@ -40,6 +47,19 @@ CREATE TABLE IF NOT EXISTS audit_ref (
     param TEXT NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL, id TEXT NOT NULL,
     PRIMARY KEY (param, target_id, target_type, id)) WITHOUT ROWID;
 """
+# Added to tables of the earlier layout by ALTER TABLE (no rewrite; their rows keep NULLs).
+REFERENCE_COLUMNS: Final = ("entity_type", "entity_id", "patient_id", "agent_type", "agent_id")
+REFERENCE_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS audit_log_entity ON audit_log (entity_id, entity_type) "
+    "WHERE entity_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS audit_log_patient ON audit_log (patient_id) "
+    "WHERE patient_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS audit_log_agent ON audit_log (agent_id, agent_type) "
+    "WHERE agent_id IS NOT NULL",
+)
+COLUMNS: Final = ("id", "recorded", "subtype", "action", "outcome", "client_id", "client_key",
+                  "record", *REFERENCE_COLUMNS)
+CHUNK_ROWS: Final = 128  # rows per INSERT (x13 parameters, well under SQLite's 32766)
 _SORT_COLUMNS = {"date": "recorded", "lastUpdated": "recorded", "id": "id"}
 T = TypeVar("T")
 Params = list[str | int]
@@ -104,7 +124,14 @@ class SqliteAuditLog:
                                          check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA}")  # stays open until COMMIT
+            have = {row[1] for row in connection.execute("PRAGMA table_info(audit_log)")}
+            for column in REFERENCE_COLUMNS:
+                if column not in have:
+                    connection.execute(f"ALTER TABLE audit_log ADD COLUMN {column} TEXT")
+            for index in REFERENCE_INDEXES:
+                connection.execute(index)
+            connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection is not None:
                 connection.close()
@@ -132,20 +159,56 @@ class SqliteAuditLog:
 
 
 def _insert(db: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
+    rows: list[str | int | bytes | None] = []
+    extra: list[tuple[str, str, str, str]] = []
+    for entry in entries:
+        rows += _row(entry, extra)
+    width = len(COLUMNS)
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany(
-            "INSERT OR IGNORE INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(e.id, e.recorded_us, e.subtype, e.action, e.outcome, e.client_id, e.client_key,
-              e.record) for e in entries])
-        db.executemany("INSERT OR IGNORE INTO audit_ref VALUES (?, ?, ?, ?)",
-                       [(param, target_id, target_type, e.id) for e in entries
-                        for param, target_type, target_id in e.references])
+        start, left = 0, len(entries)
+        while left:
+            count = CHUNK_ROWS if left >= CHUNK_ROWS else 1 << (left.bit_length() - 1)
+            db.execute(_insert_sql(count), rows[start * width:(start + count) * width])
+            start, left = start + count, left - count
+        if extra:
+            db.executemany("INSERT OR IGNORE INTO audit_ref VALUES (?, ?, ?, ?)", extra)
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    """`INSERT OR IGNORE` of `rows` rows (a power of two up to CHUNK_ROWS: few statements to
+    prepare, each kept in sqlite3's statement cache)."""
+    values = "(" + ", ".join("?" * len(COLUMNS)) + ")"
+    return (f"INSERT OR IGNORE INTO audit_log ({', '.join(COLUMNS)}) VALUES "
+            + ", ".join([values] * rows))
+
+
+def _row(entry: AuditEntry,
+         extra: list[tuple[str, str, str, str]]) -> tuple[str | int | bytes | None, ...]:
+    """The row's values in `COLUMNS` order; references past the first of each kind (and
+    patients not of type Patient) are added to `extra` as `audit_ref` rows."""
+    entity = agent = None
+    patient: str | None = None
+    for reference in entry.references:
+        param, kind, target = reference
+        if param == "entity" and entity is None:
+            entity = reference
+        elif param == "patient" and patient is None and kind == "Patient":
+            patient = target
+        elif param == "agent" and agent is None:
+            agent = reference
+        else:
+            extra.append((param, target, kind, entry.id))
+    return (entry.id, entry.recorded_us, entry.subtype, entry.action, entry.outcome,
+            entry.client_id, entry.client_key, entry.record,
+            entity[1] if entity else None, entity[2] if entity else None, patient,
+            agent[1] if agent else None, agent[2] if agent else None)
 
 
 def _where(clauses: Sequence[Clause]) -> tuple[str, Params]:
@@ -167,12 +230,7 @@ def _predicate(predicate: Predicate) -> tuple[str, Params]:
             return "1", []
         return f"a.{predicate.param} = ?", [predicate.code]
     if isinstance(predicate, ReferenceMatch) and predicate.target_id is not None:
-        sql = "SELECT id FROM audit_ref WHERE param = ? AND target_id = ?"
-        params: Params = [predicate.param, predicate.target_id]
-        if predicate.target_type is not None:
-            sql += " AND target_type = ?"
-            params.append(predicate.target_type)
-        return f"a.id IN ({sql})", params
+        return _reference(predicate.param, predicate.target_type, predicate.target_id)
     if isinstance(predicate, DateMatch):
         lower, upper = recorded_bounds(predicate)
         tests = [(f"a.recorded {op} ?", bound) for op, bound in ((">=", lower), ("<", upper))
@@ -185,6 +243,23 @@ def _predicate(predicate: Predicate) -> tuple[str, Params]:
         pattern = f"{escaped}%" if predicate.mode == "startswith" else f"%{escaped}%"
         return "a.client_key LIKE ? ESCAPE '\\'", [pattern]
     raise ValueError(f"the audit log cannot search by {predicate!r}")
+
+
+def _reference(param: str, kind: str | None, target: str) -> tuple[str, Params]:
+    """A reference in the row's column for `param` or among its `audit_ref` rows."""
+    sql = "SELECT id FROM audit_ref WHERE param = ? AND target_id = ?"
+    params: Params = [param, target]
+    if kind is not None:
+        sql += " AND target_type = ?"
+        params.append(kind)
+    side = f"a.id IN ({sql})"
+    if param == "patient":
+        if kind not in (None, "Patient"):
+            return side, params
+        return f"a.patient_id = ? OR {side}", [target, *params]
+    column = f"a.{param}_id = ?" + (f" AND a.{param}_type = ?" if kind is not None else "")
+    inline: Params = [target] if kind is None else [target, kind]
+    return f"({column}) OR {side}", [*inline, *params]
 
 
 def _order(keys: Sequence[SortKey]) -> str:

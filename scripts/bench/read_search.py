@@ -11,8 +11,10 @@ processes: the real server, the same server with guard and audit switched off
 (`unsecured_app.py`), and a bare Starlette app. It drives them with `wrk` (an httpx client
 when wrk is missing) and prints requests/s: the bare baseline once, then security off and on
 alternately for `--rounds` rounds (medians), the ratio to the baseline and the overhead of
-security (on vs off). The baseline reads the same stored JSON through the same adapter with
-no FHIR layer on top; the secured server writes one audit record per request.
+security (on vs off). Each round starts once no server uses CPU, so the audit records still
+being written after a secured round are paid for by that round, not by the next. The
+baseline reads the same stored JSON through the same adapter with no FHIR layer on top; the
+secured server writes one audit record per request.
 """
 
 from __future__ import annotations
@@ -92,9 +94,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pids: list[int], *, quiet_s: float = 0.3, limit_s: float = 30.0) -> None:
+    """Wait until none of the servers uses CPU (an audit backlog still being written would
+    otherwise slow the next round, whichever server it measures)."""
+    deadline = time.monotonic() + limit_s
+    used = [cpu_seconds(pid) for pid in pids]
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = [cpu_seconds(pid) for pid in pids]
+        if all(b - a < 0.02 for a, b in zip(used, now, strict=True)):
+            return
+        used = now
+
+
+def load_average() -> str:
+    """The 1-minute load average, to print beside the numbers."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 @contextmanager
-def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[str]:
-    """Run `target` (module:factory) in its own uvicorn process; yield its root URL."""
+def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """Run `target` (module:factory) in its own uvicorn process; yield its root URL and pid."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port),
@@ -111,7 +137,7 @@ def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[str]:
                 time.sleep(0.2)
         else:
             raise RuntimeError(f"{target} did not start")
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -183,11 +209,15 @@ def main() -> None:
         print(f"store: {label}; loaded {args.appointments} appointments in "
               f"{time.perf_counter() - started:.1f}s")
         env = {"FHIR_SCHEDULER_STORE_URL": store_url, "FHIR_SCHEDULER_DATA_DIR": str(data_dir),
-               "FHIR_SCHEDULER_BASE_URL": "http://127.0.0.1/fhir", "FHIR_SCHEDULER_LOG_LEVEL": "WARNING"}
-        server = stack.enter_context(uvicorn_server("fhir_server.app:create_app", env))
-        unsecured = stack.enter_context(
+               "FHIR_SCHEDULER_BASE_URL": "http://127.0.0.1/fhir",
+               "FHIR_SCHEDULER_LOG_LEVEL": "WARNING"}
+        server, server_pid = stack.enter_context(
+            uvicorn_server("fhir_server.app:create_app", env))
+        unsecured, unsecured_pid = stack.enter_context(
             uvicorn_server("scripts.bench.unsecured_app:create_unsecured_app", env))
-        bare = stack.enter_context(uvicorn_server("scripts.bench.bare_app:create_bare_app", env))
+        bare, bare_pid = stack.enter_context(
+            uvicorn_server("scripts.bench.bare_app:create_bare_app", env))
+        pids = [server_pid, unsecured_pid, bare_pid]
         target = f"a{random.Random(7).randrange(args.appointments)}"
         patient = f"p{int(target[1:]) % PATIENTS}"
         search = f"Appointment?patient=Patient/{patient}&date=ge2026-01-01&date=lt2026-05-01"
@@ -196,18 +226,23 @@ def main() -> None:
         token = issue_access_token(
             load_or_create_keys(data_dir), issuer="http://127.0.0.1/auth",
             audience="http://127.0.0.1/fhir", subject="bench", scopes="user/*.cruds",
-            lifetime=timedelta(hours=1), now=datetime.now(UTC), role="administrator")
+            lifetime=timedelta(hours=1), now=datetime.now(UTC), role="administrator",
+            fhir_user="Practitioner/d1", client_id="bench")  # every agent field is logged
         auth = {"Authorization": f"Bearer {token}"}  # sent to both, so requests are alike
         print(f"wrk -t1 -c{args.connections} -d{args.duration}s; security off/on alternate "
-              f"{args.rounds} rounds (medians)")
+              f"{args.rounds} rounds (medians), each after the servers are idle; "
+              f"load average {load_average()} at the start")
         print(f"{'case':8} {'bare req/s':>11} {'off req/s':>10} {'on req/s':>9} "
               f"{'on/bare':>8} {'overhead':>9}")
         for name, bare_url, path in cases:
+            settle(pids)
             baseline = requests_per_second(bare_url, args.duration, args.connections)
             off, on = [], []
             for _ in range(args.rounds):
+                settle(pids)
                 off.append(requests_per_second(f"{unsecured}/fhir/{path}", args.duration,
                                                args.connections, auth))
+                settle(pids)
                 on.append(requests_per_second(f"{server}/fhir/{path}", args.duration,
                                               args.connections, auth))
             med_off, med_on = statistics.median(off), statistics.median(on)
@@ -215,6 +250,7 @@ def main() -> None:
                   f"{med_on / baseline:8.2f} {1 - med_on / med_off:9.1%}")
             print(f"{'':8} rounds off {' '.join(f'{r:.0f}' for r in off)}; "
                   f"on {' '.join(f'{r:.0f}' for r in on)}")
+        print(f"load average {load_average()} at the end")
 
 
 if __name__ == "__main__":

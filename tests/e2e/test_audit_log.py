@@ -11,7 +11,8 @@ import httpx
 from fhir_server.audit.writer import AuditWriter
 from tests.e2e.audit_support import audit_events, audit_flushed
 from tests.e2e.checks import outcome_issues
-from tests.e2e.factories import make_patient
+from tests.e2e.factories import make_communication, make_patient
+from tests.e2e.tokens import bearer, mint
 
 BURST = 120
 
@@ -107,3 +108,44 @@ async def test_includes_reach_from_events_to_patients_and_back(client: httpx.Asy
         "_id": "p1", "_revinclude": "AuditEvent:entity"})).json()
     assert sorted(e["resource"]["resourceType"] for e in back["entry"]) == [
         "AuditEvent", "AuditEvent", "Patient"]  # the update and the read
+
+
+async def test_a_scope_constraint_narrows_an_audit_event_read(client: httpx.AsyncClient) -> None:
+    await client.get("Patient?_id=x")
+    [search] = await audit_events(client)
+
+    reads_only = bearer(mint("user/AuditEvent.rs?subtype=read"))
+    searches = bearer(mint("user/AuditEvent.rs?subtype=search-type"))
+    outcome_issues(await client.get(f"AuditEvent/{search['id']}", headers=reads_only), 404)
+    assert (await client.get(f"AuditEvent/{search['id']}", headers=searches)).json() == search
+
+
+async def test_batches_and_transactions_read_audit_events_from_the_log(
+        client: httpx.AsyncClient) -> None:
+    await client.get("Patient?_id=x")
+    [search] = await audit_events(client)
+    read = {"request": {"method": "GET", "url": f"AuditEvent/{search['id']}"}}
+    vread = {"request": {"method": "GET", "url": f"AuditEvent/{search['id']}/_history/1"}}
+
+    batch = await client.post("", json={"resourceType": "Bundle", "type": "batch",
+                                        "entry": [read, vread]})
+    found, refused = batch.json()["entry"]
+    assert found["response"]["status"] == "200 OK" and found["resource"] == search
+    assert refused["response"]["status"].startswith("405")  # as in REST: no versions to read
+    transaction = await client.post("", json={"resourceType": "Bundle", "type": "transaction",
+                                              "entry": [read]})
+    assert transaction.json()["entry"][0]["resource"] == search
+
+
+async def test_an_include_of_an_audit_event_is_read_from_the_log(
+        client: httpx.AsyncClient) -> None:
+    await client.get("Patient?_id=x")
+    [search] = await audit_events(client)
+    reviewed = {**make_communication(), "id": "c1",
+                "basedOn": [{"reference": f"AuditEvent/{search['id']}"}]}
+    assert (await client.put("Communication/c1", json=reviewed)).status_code == 201
+
+    found = (await client.get("Communication", params={
+        "_id": "c1", "_include": "Communication:based-on"})).json()
+    included = [e["resource"] for e in found["entry"] if e["search"]["mode"] == "include"]
+    assert included == [search]

@@ -49,8 +49,9 @@ def test_search_fields_are_subtype_action_outcome_entities_patients_and_agents()
     assert (entry.subtype, entry.action, entry.outcome) == ("read", "R", "4")
     assert (entry.client_id, entry.client_key) == ("Front-Desk", "front-desk")
     assert entry.recorded_us == int(WHEN.timestamp() * 1_000_000)
-    assert entry.references == (("entity", "Appointment", "a1"), ("entity", "Patient", "p2"),
-                                ("patient", "Patient", "p2"), ("agent", "Practitioner", "d1"))
+    # The patient is an entity too; it is logged once, as `patient` (entity searches look there).
+    assert entry.references == (("entity", "Appointment", "a1"), ("patient", "Patient", "p2"),
+                                ("agent", "Practitioner", "d1"))
 
 
 def test_a_patient_user_is_an_agent_and_a_patient() -> None:
