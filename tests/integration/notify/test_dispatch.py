@@ -285,3 +285,40 @@ async def test_a_claim_that_waited_past_its_lease_is_dropped_once_another_took_o
     assert await dispatcher.deliver(stale, now=late) is Outcome.SKIPPED
     assert await dispatcher.deliver(fresh, now=late + LEASE * 3 / 4) is Outcome.SENT
     assert len(email.sent) == 1
+
+
+async def test_a_batch_shares_its_reads_and_its_commit(ctx: FhirContext,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(5):
+        await resources.update(ctx, "CommunicationRequest", f"f{n}", follow_up(f"f{n}", NOW),
+                               now=NOW)
+    claims = await outbox_leases.claim_due(ctx, now=NOW, lease_for=LEASE, limit=10)
+    moved = next(held for held in claims if held.id == "f3")
+    stored = await ctx.store.read("CommunicationRequest", "f3")
+    assert stored is not None
+    await ctx.store.commit([next_version(ctx, body_of(stored), resource_type="CommunicationRequest",
+                                         id="f3", current=stored, now=NOW, method="PUT")])
+    commits = count_calls(monkeypatch, ctx.store, "commit")
+    reads = count_calls(monkeypatch, ctx.store, "read")
+    email = RecordingSender(ChannelName.EMAIL)
+
+    outcomes = await make_dispatcher(ctx, email).deliver_all(claims)
+
+    assert [o for held, o in zip(claims, outcomes, strict=True) if held is not moved] == \
+        [Outcome.SENT] * 4
+    assert outcomes[claims.index(moved)] is Outcome.SKIPPED  # someone moved it after the claim
+    assert commits == [1] and reads == [0]
+    assert len(await communications(ctx, "completed")) == 4
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, store: Store, name: str) -> list[int]:
+    """A one-element list counting calls of the store's method `name`."""
+    calls = [0]
+    original = getattr(store, name)
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, name, counting)
+    return calls

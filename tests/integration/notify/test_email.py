@@ -202,3 +202,20 @@ def count_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(SmtpPool, "_connect", counting)
     return connects
+
+
+async def test_words_beyond_ascii_arrive_intact(smtp_sink: SmtpSink) -> None:
+    sender = SmtpSender(host=smtp_sink.host, port=smtp_sink.port, timeout_s=5,
+                        sender="Clínica Río <no-reply@rio.example.org>")
+    subject = "Recordatorio: su cita del martes 9 de julio, 10:00 EDT, con la Dra. Núñez " * 2
+
+    await sender.send(message(subject=subject.strip(), text="Estimada María:\n",
+                              html="<p>Estimada María:</p>"))
+
+    [email] = smtp_sink.messages()
+    assert email["From"] == "Clínica Río <no-reply@rio.example.org>"
+    assert email["Subject"] == subject.strip()
+    assert email.get_body(("plain",)).get_content() == "Estimada María:\n"
+    assert email.get_body(("html",)).get_content() == "<p>Estimada María:</p>"
+    raw = smtp_sink.envelopes[0].original_content or b""
+    assert all(len(line) <= 78 for line in raw.splitlines())
