@@ -25,7 +25,7 @@ Part = tuple[Headers, bytes]  # a MIME entity's own headers and its body
 def email_bytes(message: OutboundMessage, *, sender: str, message_id: str,
                 now: datetime) -> bytes:
     """The whole message (headers and body) as it goes over SMTP, CRLF line endings."""
-    boundary = message_id.strip("<>").partition("@")[0]
+    boundary = message_id.strip("<>").partition("@")[0][:16]  # header lines within 78
     entity = _text_part(message.text, "plain")
     if message.html is not None:
         entity = _multipart("alternative", [entity, _text_part(message.html, "html")],
