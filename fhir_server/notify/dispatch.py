@@ -157,7 +157,7 @@ class Dispatcher:
     async def deliver_all(self, claims: Sequence[Claim]) -> list[Outcome]:
         """Deliver a batch concurrently (channel I/O overlaps); one failure stops none."""
         now = datetime.now(UTC)
-        found = await self._read(claims)
+        found = await self._read(claims, now=now)
         results = await asyncio.gather(*(self._deliver(found.get(held.id), now=now)
                                          for held in claims), return_exceptions=True)
         outcomes = []
@@ -171,13 +171,13 @@ class Dispatcher:
 
     async def deliver(self, held: Claim, *, now: datetime) -> Outcome:
         """Deliver one claimed request (see the module docstring); never sends twice."""
-        return await self._deliver((await self._read([held])).get(held.id), now=now)
+        return await self._deliver((await self._read([held], now=now)).get(held.id), now=now)
 
-    async def _read(self, claims: Sequence[Claim]) -> dict[str, _Claimed]:
+    async def _read(self, claims: Sequence[Claim], *, now: datetime) -> dict[str, _Claimed]:
         """Step 1 for a batch, and what the deliveries read: one query per resource type."""
         stored = await leases.claimed(self.ctx, claims)
         requests = {id: body(s) for id, s in stored.items()}
-        leased = {id: lease_of(r) or Lease(due=occurrence_of(r) or datetime.now(UTC))
+        leased = {id: lease_of(r) or Lease(due=occurrence_of(r) or now)
                   for id, r in requests.items()}
         keys = {id: resource_id_for(delivery_key(r, leased[id].due))
                 for id, r in requests.items()}
