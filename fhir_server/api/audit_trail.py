@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from fhir_server.api.errors import status_for, status_line
 from fhir_server.api.routing import Guard
-from fhir_server.api.security import ROUTE_ACCESS
+from fhir_server.api.security import ROUTE_ACCESS, app_values
 from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.auth.policy import Access, Decision
@@ -35,7 +35,7 @@ def admitting(guard: Guard) -> Guard:
     """`guard`, run once the audit writer has room for the request's record."""
 
     async def admit_then_guard(request: Request, template: str, method: str) -> None:
-        writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
+        writer: AuditWriter | None = app_values(request).get("audit_writer")
         if writer is not None and writer.congested:
             await writer.wait_for_room()
         await guard(request, template, method)
@@ -46,7 +46,7 @@ def admitting(guard: Guard) -> Guard:
 def record_request(request: Request, template: str, method: str, response: Response | None,
                    error: BaseException | None) -> None:
     """Buffer the audit record of one finished request; never fails the request."""
-    writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
+    writer: AuditWriter | None = app_values(request).get("audit_writer")
     rule = ROUTE_ACCESS.get((template, method))
     if writer is None or rule is None or rule.interaction == "public":
         return
@@ -59,20 +59,22 @@ def record_request(request: Request, template: str, method: str, response: Respo
 
 def _record(request: Request, interaction: str, fixed_type: str | None, operation: str | None,
             response: Response | None, error: BaseException | None) -> AuditRecord:
-    params = request.scope["path_params"]
-    status, description = _outcome(response, error)
-    state = request.scope.get("state", {})  # what `request.state` reads, without the wrapper
+    scope = request.scope
+    params = scope["path_params"]
+    state = scope.get("state", {})  # what `request.state` reads, without the wrapper
     access: Access | None = state.get("access")
     decision: Decision | None = state.get("decision")
     resource_type = fixed_type if fixed_type not in (None, "*") else params.get("resource_type")
     resource_id, version_id = params.get("id"), params.get("version_id")
-    body = None
-    if response is not None and status < 400:
+    body = description = None
+    if response is None:
+        status, description = _refusal(error)
+    elif (status := response.status_code) < 400:
         location, etag = _location_and_etag(response)
         if location and interaction in ("create", "update", "patch"):
             resource_id, version_id = _id_and_version(location, resource_id, version_id)
-        elif interaction == "read":
-            version_id = _etag_version(etag)
+        elif interaction == "read" and etag:
+            version_id = etag.removeprefix("W/").strip('"') or None  # `W/"3"` → `3`
         if interaction in _SINGLE_RESOURCE:
             body = getattr(response, "body", None)
         if interaction == "batch" and b'"transaction-response"' in getattr(response, "body", b""):
@@ -80,7 +82,7 @@ def _record(request: Request, interaction: str, fixed_type: str | None, operatio
     patient = access.patient_id if access is not None else None
     if patient is None and decision is not None and decision.compartment is not None:
         patient = decision.compartment.patient_id
-    client = request.scope.get("client")
+    client = scope.get("client")
     return AuditRecord(
         interaction, status, datetime.now(UTC), resource_type, resource_id, version_id,
         operation, _query(request) if interaction == "search-type" else None, description,
@@ -88,11 +90,9 @@ def _record(request: Request, interaction: str, fixed_type: str | None, operatio
         client[0] if client else None, body)
 
 
-def _outcome(response: Response | None,
-             error: BaseException | None) -> tuple[int, str | None]:
-    """The status sent and, for a refusal, a short description (its diagnostics)."""
-    if response is not None:
-        return response.status_code, None  # the status line, rendered when read
+def _refusal(error: BaseException | None) -> tuple[int, str]:
+    """The status sent for a request that ended in `error`, and a short description (its
+    diagnostics); a served response's status line is rendered when the event is read."""
     if isinstance(error, FhirError):
         status = status_for(error)
         return status, f"{status_line(status)}: {error}"
@@ -117,11 +117,6 @@ def _location_and_etag(response: Response) -> tuple[str | None, str | None]:
         elif name == b"etag":
             etag = value.decode("latin-1")
     return location, etag
-
-
-def _etag_version(etag: str | None) -> str | None:
-    """`W/"3"` → `3`."""
-    return etag.removeprefix("W/").strip('"') or None if etag else None
 
 
 def _query(request: Request) -> str:

@@ -85,6 +85,17 @@ async def check_request(request: Request, interaction: str, resource_type: str,
         await _remember_seen_patients(request, fhir_context(request), access)
 
 
+def needs_check(interaction: str, resource_type: str, access: Access,
+                decision: Decision) -> bool:
+    """Whether `check_request` has anything to judge for such a request (the guard asks once
+    per caller and route, and skips the check when not)."""
+    if interaction == "history-type" or interaction in WRITES:
+        return True
+    if interaction in READS:
+        return confines(decision, resource_type) or bool(decision.constraints_on(resource_type))
+    return interaction == "search-type" and _reads_seen_patients_only(access)
+
+
 def confines(decision: Decision, resource_type: str) -> bool:
     """True when the decision keeps `resource_type` inside a compartment or seen patients."""
     return ((decision.compartment is not None and decision.compartment.confines(resource_type))

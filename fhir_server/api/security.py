@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -116,12 +116,17 @@ async def guard(request: Request, template: str, method: str) -> None:
         return
     resource_type = rule.resource_type or request.scope["path_params"]["resource_type"]
     access = caller.access
-    decision = caller.decision(rule, resource_type)
+    key = (rule.interaction, resource_type, rule.operation)
+    ruling = caller.rulings.get(key) or caller.rule(rule, resource_type, key)
+    decision = ruling.decision
     try:
-        decision.require()
+        if not decision.allowed:
+            raise AccessDenied(decision.reason)
         state = request.scope["state"]
         state["decision"] = decision
-        await narrowing.check_request(request, rule.interaction, resource_type, access, decision)
+        if ruling.narrowed:
+            await narrowing.check_request(request, rule.interaction, resource_type, access,
+                                          decision)
         if rule.operation is not None:
             await check_operation(request, rule.operation, access, decision)
         elif rule.interaction == "search-type":
@@ -141,54 +146,72 @@ def _client_address(request: Request) -> str | None:
 
 
 CALLER_CACHE_SIZE = 4096
-DECISIONS_PER_CALLER = 64  # routes x types a client uses; beyond that, decide without keeping
+RULINGS_PER_CALLER = 64  # routes x types a client uses; beyond that, decide without keeping
+
+
+class Ruling(NamedTuple):
+    """The policy's decision on one route for one type, and whether `narrowing` has anything
+    to check for it (most reads by unconfined callers: nothing)."""
+
+    decision: Decision
+    narrowed: bool
 
 
 @dataclass(slots=True)
 class Caller:
     """What a valid token allows, kept per token so that a repeat request costs one lookup:
-    its `Access`, the app's context with its rights, and the decisions made so far (they
+    its `Access`, the app's context with its rights, and the rulings made so far (they
     depend only on the immutable Access and the route)."""
 
     claims: Claims
     access: Access
     base: FhirContext  # the app's context `fhir` was derived from
     fhir: FhirContext
-    decisions: dict[tuple[str, str, str | None], Decision]
+    rulings: dict[tuple[str, str, str | None], Ruling]
 
-    def decision(self, rule: RouteAccess, resource_type: str) -> Decision:
-        """The policy's decision on `rule` for `resource_type` (405 for an interaction the
-        type does not offer), remembered for the next request."""
-        key = (rule.interaction, resource_type, rule.operation)
-        found = self.decisions.get(key)
-        if found is not None:
-            return found
+    def rule(self, rule: RouteAccess, resource_type: str,
+             key: tuple[str, str, str | None]) -> Ruling:
+        """Decide `rule` for `resource_type` (405 for an interaction the type does not
+        offer) and remember the ruling under `key` for the next request."""
         if rule.operation is None and not supports_interaction(resource_type, rule.interaction):
             raise NotAllowed(f"{resource_type} does not support {rule.interaction} through the "
                              "API", code="not-supported")
-        found = decide(self.access, interaction=rule.interaction, resource_type=resource_type,
-                       operation=rule.operation)
-        if len(self.decisions) < DECISIONS_PER_CALLER:
-            self.decisions[key] = found
-        return found
+        decision = decide(self.access, interaction=rule.interaction,
+                          resource_type=resource_type, operation=rule.operation)
+        ruling = Ruling(decision, narrowing.needs_check(rule.interaction, resource_type,
+                                                        self.access, decision))
+        if len(self.rulings) < RULINGS_PER_CALLER:
+            self.rulings[key] = ruling
+        return ruling
 
 
 async def authenticate(request: Request) -> Caller:
     """The caller of a valid bearer token; its Access and context go on `request.state`."""
     token = _bearer_token(request.scope)
-    app_state = request.app.state
-    validator: TokenValidator = app_state.token_validator
+    app_state = app_values(request)
+    validator: TokenValidator = app_state["token_validator"]
     claims = validator.remembered(token)
     if claims is None:
-        if app_state.token_validation_blocks:  # an external IdP's keys may be fetched
+        if app_state["token_validation_blocks"]:  # an external IdP's keys may be fetched
             claims = await run_in_threadpool(validator.validate, token)
         else:
             claims = validator.validate(token)
-    caller = _caller_for(app_state.access_cache, token, claims, app_state.fhir)
+    fhir, callers = app_state["fhir"], app_state["access_cache"]
+    caller = callers.get(token)
+    if caller is None or caller.claims is not claims or caller.base is not fhir:
+        caller = _new_caller(callers, token, claims, fhir)
     state = request.scope.setdefault("state", {})  # what `request.state` wraps
     state["access"] = caller.access
     state["fhir"] = caller.fhir
     return caller
+
+
+def app_values(request: Request) -> dict[str, Any]:
+    """What the app keeps on `app.state`, as the plain dict behind it: each `app.state.x`
+    first fails a normal attribute lookup (raising and catching an AttributeError) and
+    several of those per request cost more than the lookups themselves."""
+    values: dict[str, Any] = request.scope["app"].state._state  # noqa: SLF001
+    return values
 
 
 def _bearer_token(scope: Scope) -> str:
@@ -208,13 +231,10 @@ def _bearer_token(scope: Scope) -> str:
     return token
 
 
-def _caller_for(cache: OrderedDict[str, Caller], token: str, claims: Claims,
+def _new_caller(cache: OrderedDict[str, Caller], token: str, claims: Claims,
                 base: FhirContext) -> Caller:
-    """The remembered caller while the validator hands back the same verified claims;
-    otherwise a new one (parsing scopes and role on every request cost a quarter of a read)."""
-    caller = cache.get(token)
-    if caller is not None and caller.claims is claims and caller.base is base:
-        return caller
+    """A caller for newly verified claims, remembered while the validator hands back the same
+    claims (parsing scopes and role on every request cost a quarter of a read)."""
     try:
         access = Access.from_claims(claims.raw)
     except InvalidRequest:  # an unknown role or a malformed resource scope

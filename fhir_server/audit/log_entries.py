@@ -84,25 +84,14 @@ def _references(record: AuditRecord, patients: list[str]) -> tuple[tuple[str, st
 
 
 def _served_patients(body: bytes) -> list[str]:
-    """The patients a served or written body refers to (its contained resources excluded).
-
-    Each `Patient/` in the body is checked by matching the reference pattern from the
-    `"reference"` key before it: cheaper than scanning the whole body with the pattern. Only
-    a body with contained resources is parsed.
-    """
-    if len(body) > MAX_BODY_SCAN:
+    """The patients a served or written body refers to (its contained resources excluded):
+    found by a regular expression; only a body with contained resources is parsed."""
+    if len(body) > MAX_BODY_SCAN or b"Patient/" not in body:
         return []
-    if b'"contained"' in body:
-        try:
-            return list(patient_references(orjson.loads(body)))
-        except orjson.JSONDecodeError:
-            return []
-    found: list[str] = []
-    at = body.find(b"Patient/")
-    while at != -1:
-        key = body.rfind(b'"reference"', 0, at)
-        match = _PATIENT_REFERENCE.match(body, key) if key != -1 else None
-        if match is not None and match.start(1) == at + 8:
-            found.append("Patient/" + match.group(1).decode("utf-8", "replace"))
-        at = body.find(b"Patient/", at + 8)
-    return found
+    if b'"contained"' not in body:
+        return ["Patient/" + found.decode("utf-8", "replace")
+                for found in _PATIENT_REFERENCE.findall(body)]
+    try:
+        return list(patient_references(orjson.loads(body)))
+    except orjson.JSONDecodeError:
+        return []

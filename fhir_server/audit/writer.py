@@ -2,8 +2,10 @@
 
 A request only appends its `AuditRecord` to a list (no I/O, no JSON), so auditing costs a read
 microseconds. Every `FLUSH_INTERVAL_S` (sooner once `BATCH_SIZE` records wait) the task turns
-the buffer into log rows and appends them with one store write (`AuditLog.append`: one SQLite
-transaction in a worker thread, or one MongoDB `insert_many`).
+what is buffered into log rows and appends them, `BATCH_SIZE` at a time, with one store write
+each (`AuditLog.append`: one SQLite transaction in a worker thread, or one MongoDB
+`insert_many`). Records arriving meanwhile wait for the next tick: under load, batches stay
+large rather than the task writing a few rows at a time as fast as they come.
 
 Nothing is dropped while the process lives: a failed append keeps its rows and retries them
 (same ids, so a half-done batch is not doubled), and once `HIGH_WATER` records wait, new
@@ -17,7 +19,6 @@ at shutdown is counted in `fhir_audit_events_dropped_total` and logged.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from typing import Final
 from uuid import uuid4
@@ -52,7 +53,7 @@ class AuditWriter:
         self._stopping = False
         # Unique across processes and restarts, and cheaper than a uuid per record.
         self._prefix = uuid4().hex[:16]
-        self._serial = itertools.count(1)
+        self._serial = 1  # of the next record's id
 
     def submit(self, record: AuditRecord) -> None:
         """Buffer a record; never waits (see `wait_for_room`)."""
@@ -90,7 +91,8 @@ class AuditWriter:
             await self._task
             self._task = None
         try:
-            await self._flush()
+            while self._records or self._unwritten:
+                await self._flush()
         except Exception:
             lost = len(self._records) + len(self._unwritten)
             self._records.clear()
@@ -108,23 +110,32 @@ class AuditWriter:
                 pass
             self._wake.clear()
             try:
-                await self._flush()
+                # What was buffered at the tick; what arrives meanwhile waits for the next one,
+                # so batches stay large instead of the task chasing every new record.
+                await self._flush(len(self._records))
             except Exception:  # kept and retried next time; backpressure bounds the backlog
                 log.exception("writing %d audit records failed; retrying",
                               len(self._records) + len(self._unwritten))
 
-    async def _flush(self) -> None:
-        """Append everything buffered, a batch at a time; one flush at a time."""
+    async def _flush(self, count: int | None = None) -> None:
+        """Append the first `count` buffered records (all when None) and any batch a failed
+        append left, a batch at a time; one flush at a time."""
         async with self._lock:
-            while self._records or self._unwritten:
+            left = len(self._records) if count is None else count
+            while self._unwritten or (left > 0 and self._records):
                 if not self._unwritten:
-                    batch = self._records[:self._batch_size]
+                    batch = self._records[:min(left, self._batch_size)]
                     del self._records[:len(batch)]
-                    self._unwritten = [log_entry(r, self._new_id()) for r in batch]
+                    left -= len(batch)
+                    self._unwritten = self._entries(batch)
                 await self._log.append(self._unwritten)
                 self._unwritten = []
                 if not self.congested:
                     self._room.set()
 
-    def _new_id(self) -> str:
-        return f"{self._prefix}-{next(self._serial):010x}"  # in order: appends to indexes
+    def _entries(self, batch: list[AuditRecord]) -> list[AuditEntry]:
+        """The batch's log rows under new ids, in order (so they append to the indexes)."""
+        first, prefix = self._serial, self._prefix
+        self._serial += len(batch)
+        return [log_entry(record, f"{prefix}-{serial:010x}")
+                for serial, record in enumerate(batch, first)]

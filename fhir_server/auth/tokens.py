@@ -238,6 +238,7 @@ class _Verified:
     claims: Claims
     fresh_until: float
     expires: float  # exp + leeway
+    jti: str  # "" only when revocation is off (then a token needs no jti)
 
 
 class TokenValidator:
@@ -271,7 +272,7 @@ class TokenValidator:
         claims, exp = self._verify(token)
         expires = exp + self._leeway
         self._verified[token] = _Verified(
-            claims, min(self._clock() + VERIFIED_TTL_S, expires), expires)
+            claims, min(self._clock() + VERIFIED_TTL_S, expires), expires, claims.jti or "")
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return claims
@@ -291,7 +292,8 @@ class TokenValidator:
                 del self._verified[token]
                 raise InvalidToken("expired")
             return None
-        self._check_revocation(found.claims)
+        if self._is_revoked is not None and self._is_revoked(found.jti):
+            raise InvalidToken("revoked")
         return found.claims
 
     def _verify(self, token: str) -> tuple[Claims, float]:

@@ -3,6 +3,7 @@ and the cost of security (token validation + authorization + audit) on both.
 
 Usage (from the repository root, inside the venv):
     python scripts/bench/read_search.py [--appointments 10000] [--duration 10] [--rounds 3]
+                                        [--no-pin]
     MONGODB_URI=mongodb://host:27017 python scripts/bench/read_search.py --store mongo
     python scripts/bench/read_search.py --store mongo          # jongodb test server (not MongoDB)
 
@@ -49,6 +50,21 @@ from fhir_server.services.versions import next_version  # noqa: E402
 from fhir_server.store.factory import open_store_for_url  # noqa: E402
 from tests.support.mongo_server import mongo_database_url, start_test_mongodb  # noqa: E402
 
+# `--pin` (with two CPUs or more): each server runs on CPU 0, all its threads, so the audit
+# log's writes in a worker thread are paid for by the server's own core, and wrk on CPU 1;
+# neither steals the other's core and rounds stay comparable. Unpinned, SQLite's share of
+# the writes (run without the GIL) can use the core wrk leaves idle.
+SERVER_CPU: list[str] = []
+CLIENT_CPU: list[str] = []
+
+
+def pin_cpus() -> bool:
+    """Pin servers and wrk to separate CPUs from now on; False when this machine cannot."""
+    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
+        return False
+    SERVER_CPU[:] = ["taskset", "-c", "0"]
+    CLIENT_CPU[:] = ["taskset", "-c", "1"]
+    return True
 PATIENTS = 500
 PRACTITIONERS = 20
 DAY0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
@@ -123,7 +139,7 @@ def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[tuple[str, int]
     """Run `target` (module:factory) in its own uvicorn process; yield its root URL and pid."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port),
+        [*SERVER_CPU, sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port),
          "--log-level", "warning", "--no-access-log"],
         cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
@@ -154,7 +170,8 @@ def requests_per_second(url: str, duration: int, connections: int,
     assert httpx.get(url, timeout=10, headers=headers).status_code == 200, url
     if shutil.which("wrk"):
         flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", *flags, url],
+        out = subprocess.run([*CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+                              *flags, url],
                              capture_output=True, text=True, check=True).stdout
         match = re.search(r"Requests/sec:\s+([\d.]+)", out)
         if "Non-2xx" in out or match is None:
@@ -200,7 +217,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", choices=["sqlite", "mongo"], default="sqlite")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="servers on CPU 0 and wrk on CPU 1 (default: on)")
     args = parser.parse_args()
+    pinned = args.pin and pin_cpus()
     with ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         store_url, label = stack.enter_context(store_url_for(args.store, data_dir))
@@ -231,6 +251,7 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {token}"}  # sent to both, so requests are alike
         print(f"wrk -t1 -c{args.connections} -d{args.duration}s; security off/on alternate "
               f"{args.rounds} rounds (medians), each after the servers are idle; "
+              f"{'servers on CPU 0, wrk on CPU 1' if pinned else 'unpinned'}; "
               f"load average {load_average()} at the start")
         print(f"{'case':8} {'bare req/s':>11} {'off req/s':>10} {'on req/s':>9} "
               f"{'on/bare':>8} {'overhead':>9}")
