@@ -11,7 +11,7 @@ while the writer's backlog is over its high-water mark, rather than events being
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from time import time_ns
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -84,7 +84,7 @@ def _record(request: Request, interaction: str, fixed_type: str | None, operatio
         patient = decision.compartment.patient_id
     client = scope.get("client")
     return AuditRecord(
-        interaction, status, datetime.now(UTC), resource_type, resource_id, version_id,
+        interaction, status, time_ns() // 1000, resource_type, resource_id, version_id,
         operation, _query(request) if interaction == "search-type" else None, description,
         access.client_id if access else None, access.fhir_user if access else None, patient,
         client[0] if client else None, body)

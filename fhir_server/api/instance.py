@@ -17,7 +17,7 @@ from fhir_server.api.request_parsing import (
 )
 from fhir_server.api.responses import empty
 from fhir_server.api.routing import FhirRouter, fhir_route
-from fhir_server.services import audit_search, resources
+from fhir_server.services import resources
 
 router = FhirRouter()
 
@@ -38,14 +38,11 @@ async def create(request: Request) -> Response:
 
 @fhir_route(router, "/{resource_type}/{id}", "GET")
 async def read(request: Request) -> Response:
-    """The current version as stored (an AuditEvent: as logged)."""
+    """The current version as stored (an AuditEvent: as logged, see `resources.read`)."""
     resource_type = request.path_params["resource_type"]
     id = request.path_params["id"]
     check_format(request)
-    ctx = fhir_context(request)
-    if resource_type == audit_search.AUDIT_EVENT:
-        return resource_response(await audit_search.read(ctx, id))
-    return resource_response(await resources.read(ctx, resource_type, id))
+    return resource_response(await resources.read(fhir_context(request), resource_type, id))
 
 
 @fhir_route(router, "/{resource_type}/{id}/_history/{version_id}", "GET")

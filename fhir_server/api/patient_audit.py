@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from time import time_ns
 
 from starlette.requests import Request
 
@@ -23,7 +23,7 @@ def audit_reply(request: Request, reply: Reply, *, channel: str) -> None:
     patient = reply.view.patients[0] if reply.view.patients else None
     client = request.scope.get("client")
     writer.submit(AuditRecord(
-        interaction="update", status=200, recorded=datetime.now(UTC),
+        interaction="update", status=200, recorded_us=time_ns() // 1000,
         resource_type="Appointment", resource_id=reply.view.id,
         version_id=(reply.view.appointment.get("meta") or {}).get("versionId"),
         outcome_desc=f"{reply.outcome} by the patient", client_id=channel,

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl
 
 from fhir_server.fhir.instants import format_instant
+from fhir_server.store.timestamps import from_micros
 
 AUDIT_EVENT_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL_INTERACTION: Final = "http://hl7.org/fhir/restful-interaction"
@@ -49,7 +49,7 @@ class AuditRecord(NamedTuple):
 
     interaction: str  # a key of SUBTYPE_ACTION
     status: int
-    recorded: datetime
+    recorded_us: int  # epoch microseconds (`time.time_ns() // 1000`: no datetime per request)
     resource_type: str | None = None
     resource_id: str | None = None
     version_id: str | None = None
@@ -88,7 +88,7 @@ def build_audit_event(record: AuditRecord, *, server: str,
         "type": {"system": AUDIT_EVENT_TYPE, "code": "rest", "display": "Restful Operation"},
         "subtype": [{"system": RESTFUL_INTERACTION, "code": subtype}],
         "action": action,
-        "recorded": format_instant(record.recorded),
+        "recorded": format_instant(from_micros(record.recorded_us)),
         "outcome": outcome_code(record.status),
         "outcomeDesc": record.outcome_desc or status_line(record.status),
         "agent": _agents(record, server),

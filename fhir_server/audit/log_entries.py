@@ -25,10 +25,8 @@ from fhir_server.audit.events import (
     patient_references,
     patients_of,
 )
-from fhir_server.fhir.instants import format_instant
 from fhir_server.fhir.search.extract import normalize_string
 from fhir_server.store.protocol import AuditEntry, LoggedAudit
-from fhir_server.store.timestamps import from_micros, to_micros
 
 FORMAT: Final = 1
 MAX_BODY_SCAN: Final = 256 * 1024  # larger bodies are not searched for patient references
@@ -41,10 +39,9 @@ _KEPT: Final = slice(3, len(AuditRecord._fields) - 1)  # resource_type..address 
 def log_entry(record: AuditRecord, id: str) -> AuditEntry:
     """The row for `record` under the server-assigned `id` (one per request: kept lean)."""
     body = record.body
-    served = _served_patients(body) if body else ()
-    patients = patients_of(record, served)
-    recorded_us = to_micros(record.recorded)
-    interaction, status, client = record.interaction, record.status, record.client_id
+    patients = patients_of(record, _served_patients(body) if body else ())
+    interaction, status, recorded_us = record[:3]
+    client = record.client_id
     subtype, action = SUBTYPE_ACTION.get(interaction) or (interaction, "E")
     return AuditEntry(
         id, recorded_us, subtype, action, "0" if status < 400 else outcome_code(status), client,
@@ -55,10 +52,10 @@ def log_entry(record: AuditRecord, id: str) -> AuditEntry:
 def audit_event(logged: LoggedAudit, *, server: str) -> dict[str, Any]:
     """The AuditEvent of a logged row, with its id and `meta.lastUpdated` (the recorded time)."""
     _, recorded_us, interaction, status, *fields, patients = orjson.loads(logged.record)
-    record = AuditRecord(interaction, status, from_micros(recorded_us), *fields)
+    record = AuditRecord(interaction, status, recorded_us, *fields)
     event = build_audit_event(record, server=server, patients=patients)
     return {"resourceType": "AuditEvent", "id": logged.id,
-            "meta": {"lastUpdated": format_instant(record.recorded)},
+            "meta": {"lastUpdated": event["recorded"]},
             **{key: value for key, value in event.items() if key != "resourceType"}}
 
 

@@ -14,6 +14,7 @@ from fhir_server.audit.events import (
     patients_of,
 )
 from fhir_server.fhir.validation import validate_resource
+from fhir_server.store.timestamps import to_micros
 
 SERVER = "http://clinic.example/fhir"
 WHEN = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -23,7 +24,7 @@ def record(interaction: str = "read", status: int = 200, **fields: object) -> Au
     values: dict[str, object] = {"resource_type": "Appointment", "resource_id": "a1",
                                  "client_id": "app", "address": "10.0.0.7"}
     values.update(fields)
-    return AuditRecord(interaction, status, WHEN, **values)  # type: ignore[arg-type]
+    return AuditRecord(interaction, status, to_micros(WHEN), **values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("interaction", "action"), [

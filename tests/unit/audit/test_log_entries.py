@@ -11,6 +11,7 @@ from fhir_server.audit.events import AuditRecord, build_audit_event, patients_of
 from fhir_server.audit.log_entries import audit_event, log_entry
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.store.protocol import LoggedAudit
+from fhir_server.store.timestamps import to_micros
 
 SERVER = "http://clinic.example/fhir"
 WHEN = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
@@ -26,7 +27,7 @@ def a_read(status: int = 200, **fields: object) -> AuditRecord:
                                  "version_id": "2", "client_id": "Front-Desk",
                                  "fhir_user": "Practitioner/d1", "address": "10.0.0.7"}
     values.update(fields)
-    return AuditRecord("read", status, WHEN, **values)  # type: ignore[arg-type]
+    return AuditRecord("read", status, to_micros(WHEN), **values)  # type: ignore[arg-type]
 
 
 def test_the_rendered_event_is_the_records_event_with_id_and_meta() -> None:

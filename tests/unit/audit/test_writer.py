@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.store.protocol import AuditEntry, AuditPage, LoggedAudit, StoreQuery
+from fhir_server.store.timestamps import to_micros
 
 
 class RecordingLog:
@@ -40,7 +41,8 @@ class RecordingLog:
 
 
 def a_read(id_: str) -> AuditRecord:
-    return AuditRecord("read", 200, datetime.now(UTC), resource_type="Slot", resource_id=id_)
+    return AuditRecord("read", 200, to_micros(datetime.now(UTC)), resource_type="Slot",
+                       resource_id=id_)
 
 
 async def test_stop_flushes_buffered_records_in_one_batch_with_unique_ids() -> None:
