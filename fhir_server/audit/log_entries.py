@@ -72,12 +72,21 @@ def _references(record: AuditRecord, patients: list[str]) -> tuple[tuple[str, st
         found.insert(0, ("entity", record.resource_type, record.resource_id))
     user = record.fhir_user
     if user and "/" in user:
-        user_type, _, user_id = user.rpartition("/")
-        user_type = user_type.rpartition("/")[2]
-        found.append(("agent", user_type, user_id))
-        if user_type == "Patient" and ("patient", "Patient", user_id) not in found:
-            found.append(("patient", "Patient", user_id))  # a patient user is a patient too
+        agent, patient = _user_references(user)
+        found.append(agent)
+        if patient is not None and patient not in found:
+            found.append(patient)  # a patient user is a patient too
     return tuple(found)
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_references(user: str) -> tuple[tuple[str, str, str], tuple[str, str, str] | None]:
+    """The `agent` reference of a `fhirUser` and, for a patient user, its `patient` one (a
+    caller's user repeats in every record of theirs)."""
+    user_type, _, user_id = user.rpartition("/")
+    user_type = user_type.rpartition("/")[2]
+    patient = ("patient", "Patient", user_id) if user_type == "Patient" else None
+    return ("agent", user_type, user_id), patient
 
 
 def _served_patients(body: bytes) -> list[str]:
