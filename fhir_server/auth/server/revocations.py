@@ -2,18 +2,22 @@
 assertions, and clients that keep failing to authenticate.
 
 Revoked `jti`s live in memory and in `data_dir/auth/revoked.json` (0600) until their token
-expires, so a restart does not bring a revoked token back; another worker process picks the
-file up within `RELOAD_INTERVAL_S`. Seen assertion `jti`s and failure counts are in the
-shared state file (`state.py`), so every worker process sees the same ones.
+expires, so a restart does not bring a revoked token back; the revoking worker refuses the
+token at once, other worker processes pick the file up within `RELOAD_INTERVAL_S`. Writers
+take an exclusive lock on a sibling lock file, so two workers revoking at once both land.
+Seen assertion `jti`s and failure counts are in the shared state file (`state.py`), so every
+worker process sees the same ones.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fhir_server.auth.server.state import AuthState
@@ -39,11 +43,23 @@ class RevocationList:
 
     def revoke(self, jti: str, expires_at: float) -> None:
         """Remember `jti` as revoked until `expires_at`, on disk before this returns."""
-        with self._lock:
+        with self._lock, self._file_lock():
             self._reload()
             self._revoked[jti] = expires_at
             self._prune()
             self._write()
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise read-modify-write of the file across worker processes."""
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._path.with_name(f".{self._path.name}.lock"), os.O_RDWR | os.O_CREAT,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def is_revoked(self, jti: str, *, fresh: bool = False) -> bool:
         """True when `jti` is revoked; `fresh` re-reads the file now (before a single use)."""
