@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 
 from fhir_server.auth.roles import definition_of
 from fhir_server.auth.scopes import parse_scopes
+from fhir_server.auth.server.json_records import JsonRecords
 from fhir_server.auth.server.scope_grant import within_registration
 from fhir_server.fhir.errors import InvalidRequest
 
@@ -150,9 +149,8 @@ class ClientRegistry:
     """The registered clients, read from and written to `path` (created 0600)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._clients: dict[str, ClientRecord] = {}
-        self._mtime: float | None = None
+        self._records = JsonRecords(path, section="clients", key=_client_id, load=_record,
+                                    dump=_entry)
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> ClientRegistry:
@@ -160,41 +158,19 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> ClientRecord | None:
         """The client with this id, re-reading the file when `clients add` changed it."""
-        self._reload_if_changed()
-        return self._clients.get(client_id)
+        return self._records.get(client_id)
 
     def all(self) -> list[ClientRecord]:
-        self._reload_if_changed()
-        return sorted(self._clients.values(), key=lambda c: c.client_id)
+        return self._records.all()
 
     def add(self, client: ClientRecord) -> None:
         """Register a new client; an existing id is refused rather than overwritten."""
-        self._reload_if_changed()
-        if client.client_id in self._clients:
-            raise ClientRegistryError(f"client {client.client_id!r} is already registered")
-        self._clients[client.client_id] = client
-        self._write()
+        self._records.add(client, exists=lambda id: ClientRegistryError(
+            f"client {id!r} is already registered"))
 
-    def _reload_if_changed(self) -> None:
-        try:
-            mtime = self._path.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if mtime == self._mtime:
-            return
-        document = json.loads(self._path.read_text("utf-8"))
-        self._clients = {entry["client_id"]: _record(entry) for entry in document["clients"]}
-        self._mtime = mtime
 
-    def _write(self) -> None:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        document = {"clients": [_entry(c) for c in self._clients.values()]}
-        temporary = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-        os.replace(temporary, self._path)
-        self._mtime = self._path.stat().st_mtime
+def _client_id(client: ClientRecord) -> str:
+    return client.client_id
 
 
 def _entry(client: ClientRecord) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fhir_server.auth.server.json_records import write_private_json
 from fhir_server.auth.server.state import AuthState
 
 RELOAD_INTERVAL_S = 1.0
@@ -85,12 +86,7 @@ class RevocationList:
             self._mtime = mtime
 
     def _write(self) -> None:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self._revoked, handle)
-        os.replace(temporary, self._path)
+        write_private_json(self._path, self._revoked)
         self._mtime = self._path.stat().st_mtime
 
 

@@ -8,8 +8,6 @@ with a directory of staff points the server at its own IdP instead.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any, Final
 
 from fhir_server.auth.roles import Role, fhir_user_type
 from fhir_server.auth.server.clients import hash_secret, secret_matches
+from fhir_server.auth.server.json_records import JsonRecords
 
 MIN_PASSWORD_LENGTH: Final = 8
 # A hash to compare against when the user does not exist, so an unknown name costs the same
@@ -78,21 +77,18 @@ class UserRegistry:
     """The users, read from and written to `path` (created 0600), re-read when it changes."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._users: dict[str, UserRecord] = {}
-        self._mtime: float | None = None
+        self._records = JsonRecords(path, section="users", key=_username, load=_record,
+                                    dump=_entry)
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> UserRegistry:
         return cls(data_dir / "auth" / "users.json")
 
     def get(self, username: str) -> UserRecord | None:
-        self._reload_if_changed()
-        return self._users.get(username)
+        return self._records.get(username)
 
     def all(self) -> list[UserRecord]:
-        self._reload_if_changed()
-        return sorted(self._users.values(), key=lambda u: u.username)
+        return self._records.all()
 
     def authenticate(self, username: str, password: str) -> UserRecord | None:
         """The user when the password matches; None otherwise, in the same time either way."""
@@ -102,11 +98,8 @@ class UserRegistry:
 
     def add(self, user: UserRecord) -> None:
         """Register a new user; an existing name is refused rather than overwritten."""
-        self._reload_if_changed()
-        if user.username in self._users:
-            raise UserRegistryError(f"user {user.username!r} already exists")
-        self._users[user.username] = user
-        self._write()
+        self._records.add(user, exists=lambda name: UserRegistryError(
+            f"user {name!r} already exists"))
 
     def add_demo_users(self) -> list[str]:
         """Create the demo users that do not exist yet; return their names."""
@@ -118,26 +111,13 @@ class UserRegistry:
                 created.append(username)
         return created
 
-    def _reload_if_changed(self) -> None:
-        try:
-            mtime = self._path.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if mtime == self._mtime:
-            return
-        document = json.loads(self._path.read_text("utf-8"))
-        self._users = {entry["username"]: _record(entry) for entry in document["users"]}
-        self._mtime = mtime
 
-    def _write(self) -> None:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        document = {"users": [{**asdict(u), "role": u.role.value} for u in self._users.values()]}
-        temporary = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-        os.replace(temporary, self._path)
-        self._mtime = self._path.stat().st_mtime
+def _username(user: UserRecord) -> str:
+    return user.username
+
+
+def _entry(user: UserRecord) -> dict[str, Any]:
+    return {**asdict(user), "role": user.role.value}
 
 
 def _record(entry: Mapping[str, Any]) -> UserRecord:
