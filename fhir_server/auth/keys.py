@@ -117,20 +117,23 @@ def _generate(alg: SigningAlgorithm) -> PrivateKey:
 
 
 def _write_new_key(path: Path, private_key: PrivateKey) -> None:
-    """Write a key as 0600 PEM without ever replacing a file another process wrote first."""
-    pem = private_key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    """Write a key as 0600 PEM; a concurrent first start keeps the winner's key."""
+    write_new_private_file(path, private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+
+
+def write_new_private_file(path: Path, data: bytes) -> None:
+    """Write a secret as a 0600 file, never replacing one another process wrote first."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         try:
-            # link() fails if the name exists: a concurrent first start keeps the winner's key.
-            os.link(temporary, path)
+            os.link(temporary, path)  # fails if the name exists: the first writer wins
         except FileExistsError:
             pass
     finally:

@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fhir_server.auth.keys import write_new_private_file
 from fhir_server.settings import Settings
 
 SECRET_FILE = "link-secret"
@@ -156,30 +157,13 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     path = data_dir / SECRET_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        _write_new_secret(path, secrets.token_hex(32).encode("ascii"))
+        write_new_private_file(path, secrets.token_hex(32).encode("ascii"))
     if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise LinkSecretError(f"{path} is readable by others; run `chmod 600 {path}`")
     secret = path.read_bytes().strip()
     if len(secret) < 32:
         raise LinkSecretError(f"{path} holds fewer than 32 bytes")
     return secret
-
-
-def _write_new_secret(path: Path, secret: bytes) -> None:
-    """Write the secret without replacing one another process wrote first."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secret)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)  # fails if the name exists: the first writer wins
-        except FileExistsError:
-            pass
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _b64(data: bytes) -> str:
