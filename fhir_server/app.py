@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -76,6 +77,15 @@ async def _bundle_at_base(request: Request) -> Response:
     return await router.respond(request, "/", bundle.process_bundle)
 
 
+def _freeze_startup_objects() -> None:
+    """Move what start-up built (modules, routes, registries: alive as long as the process)
+    out of the cyclic collector's sight, so its full collections scan only what requests
+    leave; once per process (tests build many apps, whose objects must stay collectable)."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """Build the app; `store` lets tests hand in an adapter (it is opened and closed here)."""
     settings = settings or get_settings()
@@ -109,6 +119,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         log.info("fhir-scheduler %s serving %s on %s", __version__, settings.base_url,
                  settings.store_url.split("@")[-1])
         repair = asyncio.create_task(_recover_periodically(ctx, settings.recovery_interval_s))
+        _freeze_startup_objects()
         try:
             yield
         finally:

@@ -1,9 +1,10 @@
 """An `AuditRecord` as an audit log row, and the row back as its BALP AuditEvent.
 
 The row keeps the record, not the rendered AuditEvent (a few hundred bytes instead of two
-kilobytes, and microseconds to build on the event loop): a JSON array `[1, recorded_us,
-<the AuditRecord fields from interaction to address>, patients]`, 1 being the format. The
-response body is not kept; the patients it refers to are. The search fields follow the R4
+kilobytes, and microseconds to build on the event loop): a JSON array `[2, [<the
+AuditRecord fields from interaction to address>], patients]`, 2 being the format (format 1,
+`[1, recorded_us, interaction, status, <resource_type to address>, patients]`, is still
+read). The response body is not kept; the patients it refers to are. The search fields follow the R4
 AuditEvent parameters: `entity` is every `entity.what` (the resource, and the patients:
 `audit_search` looks for an entity among the patients too), `patient` the patient entities
 and a patient user, `agent` the user (`fhirUser`), `agent-name` the client id.
@@ -18,6 +19,7 @@ from typing import Any, Final
 import orjson
 
 from fhir_server.audit.events import (
+    SEARCHES,
     SUBTYPE_ACTION,
     AuditRecord,
     build_audit_event,
@@ -28,31 +30,55 @@ from fhir_server.audit.events import (
 from fhir_server.fhir.search.extract import normalize_string
 from fhir_server.store.protocol import AuditEntry, LoggedAudit
 
-FORMAT: Final = 1
+FORMAT: Final = 2
+_FIELDS: Final = len(AuditRecord._fields) - 1  # interaction..address (not the body)
+_ENTRY: Final = tuple.__new__  # builds an AuditEntry from its 14 fields in one C call
 MAX_BODY_SCAN: Final = 256 * 1024  # larger bodies are not searched for patient references
 # The id of every Patient reference (relative, absolute or versioned) in a JSON body.
 _PATIENT_REFERENCE: Final = re.compile(
     rb'"reference"\s*:\s*"(?:[^"\\]*/)?Patient/([^"\\/]+)(?:/_history/[^"\\]*)?"')
-_KEPT: Final = slice(3, len(AuditRecord._fields) - 1)  # resource_type..address (not body)
+_RELATIVE_KEY: Final = b'"reference":"'  # how the server writes JSON: no spaces
+_BACKSLASH: Final = ord("\\")
 
 
 def log_entry(record: AuditRecord, id: str) -> AuditEntry:
     """The row for `record` under the server-assigned `id` (one per request: kept lean)."""
-    body = record.body
-    patients = patients_of(record, _served_patients(body) if body else ())
-    interaction, status, recorded_us = record[:3]
-    client = record.client_id
+    (interaction, status, recorded_us, resource_type, resource_id, _, _, _, _, client, user,
+     token_patient, _, body) = record
+    served = _served_patients(body) if body else []
+    if token_patient or resource_type == "Patient" or interaction in SEARCHES:
+        patients = patients_of(record, served)
+    else:  # what `patients_of` returns here, without its general case's cost
+        patients = served if len(served) < 2 else list(dict.fromkeys(served))
+    patient = patients[0][8:] if patients else None  # the id, after "Patient/"
+    more = tuple(("patient", "Patient", p[8:]) for p in patients[1:]) if len(patients) > 1 else ()
+    agent_type = agent_id = None
+    if user and "/" in user:
+        agent_type, agent_id = _agent(user)
+        if agent_type == "Patient" and f"Patient/{agent_id}" not in patients:
+            if patient is None:  # a patient user is a patient too
+                patient = agent_id
+            else:
+                more += (("patient", "Patient", agent_id),)
     subtype, action = SUBTYPE_ACTION.get(interaction) or (interaction, "E")
-    return AuditEntry(
+    has_entity = bool(resource_type and resource_id)
+    return _ENTRY(AuditEntry, (
         id, recorded_us, subtype, action, "0" if status < 400 else outcome_code(status), client,
-        _client_key(client) if client else None, _references(record, patients),
-        orjson.dumps((FORMAT, recorded_us, interaction, status, *record[_KEPT], patients)))
+        _client_key(client) if client else None,
+        orjson.dumps((FORMAT, record[:_FIELDS], patients)),
+        resource_type if has_entity else None, resource_id if has_entity else None, patient,
+        agent_type, agent_id, more))
 
 
 def audit_event(logged: LoggedAudit, *, server: str) -> dict[str, Any]:
     """The AuditEvent of a logged row, with its id and `meta.lastUpdated` (the recorded time)."""
-    _, recorded_us, interaction, status, *fields, patients = orjson.loads(logged.record)
-    record = AuditRecord(interaction, status, recorded_us, *fields)
+    stored = orjson.loads(logged.record)
+    if stored[0] == 1:  # [1, recorded_us, interaction, status, ..., patients]
+        _, recorded_us, interaction, status, *fields, patients = stored
+        record = AuditRecord(interaction, status, recorded_us, *fields)
+    else:
+        _, fields, patients = stored
+        record = AuditRecord(*fields)
     event = build_audit_event(record, server=server, patients=patients)
     return {"resourceType": "AuditEvent", "id": logged.id,
             "meta": {"lastUpdated": event["recorded"]},
@@ -64,40 +90,43 @@ def _client_key(client_id: str) -> str:
     return normalize_string(client_id)
 
 
-def _references(record: AuditRecord, patients: list[str]) -> tuple[tuple[str, str, str], ...]:
-    """`(param, type, id)` for the entity, patient and agent searches, once each. The patients
-    are entities too, but are kept once, as `patient`: an `entity` search looks there too."""
-    found = [("patient", "Patient", patient[8:]) for patient in patients]  # after "Patient/"
-    if record.resource_type and record.resource_id:
-        found.insert(0, ("entity", record.resource_type, record.resource_id))
-    user = record.fhir_user
-    if user and "/" in user:
-        agent, patient = _user_references(user)
-        found.append(agent)
-        if patient is not None and patient not in found:
-            found.append(patient)  # a patient user is a patient too
-    return tuple(found)
-
-
 @functools.lru_cache(maxsize=1024)
-def _user_references(user: str) -> tuple[tuple[str, str, str], tuple[str, str, str] | None]:
-    """The `agent` reference of a `fhirUser` and, for a patient user, its `patient` one (a
-    caller's user repeats in every record of theirs)."""
+def _agent(user: str) -> tuple[str, str]:
+    """(type, id) of a `fhirUser` reference (a caller's user repeats in every record)."""
     user_type, _, user_id = user.rpartition("/")
-    user_type = user_type.rpartition("/")[2]
-    patient = ("patient", "Patient", user_id) if user_type == "Patient" else None
-    return ("agent", user_type, user_id), patient
+    return user_type.rpartition("/")[2], user_id
 
 
 def _served_patients(body: bytes) -> list[str]:
-    """The patients a served or written body refers to (its contained resources excluded):
-    found by a regular expression; only a body with contained resources is parsed."""
-    if len(body) > MAX_BODY_SCAN or b"Patient/" not in body:
+    """The patients a served or written body refers to (its contained resources excluded).
+
+    Each `Patient/` found must be a `"reference"` value: read straight from the bytes when
+    the value is a plain relative reference written as the server writes JSON, otherwise
+    checked with the pattern from the key before it. Only a body with contained resources is
+    parsed. (`find`, not `in`: it is the cheaper call; and `"contained`, not `"contained"`: a
+    needle ending in `"`, JSON's commonest byte, is a slow search.)
+    """
+    at = body.find(b"Patient/")
+    if at < 0 or len(body) > MAX_BODY_SCAN:
         return []
-    if b'"contained"' not in body:
-        return ["Patient/" + found.decode("utf-8", "replace")
-                for found in _PATIENT_REFERENCE.findall(body)]
-    try:
-        return list(patient_references(orjson.loads(body)))
-    except orjson.JSONDecodeError:
-        return []
+    if body.find(b'"contained') >= 0:
+        try:
+            return list(patient_references(orjson.loads(body)))
+        except orjson.JSONDecodeError:
+            return []
+    found = []
+    while at >= 0:
+        end = body.find(b'"', at)
+        if end < 0:
+            break
+        if (body.startswith(_RELATIVE_KEY, at - 13) and body.find(b"/", at + 8, end) < 0
+                and end > at + 8 and body[end - 1] != _BACKSLASH):  # "Patient/<id>"
+            found.append(body[at:end].decode())
+        else:
+            key = body.rfind(b'"reference"', 0, at)
+            match = _PATIENT_REFERENCE.match(body, key) if key >= 0 else None
+            if match is not None and match.end() > at:  # this `Patient/` is in that value
+                found.append("Patient/" + match[1].decode())
+                end = match.end()
+        at = body.find(b"Patient/", end)
+    return found

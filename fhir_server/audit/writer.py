@@ -33,6 +33,7 @@ log = logging.getLogger("fhir_server.audit")
 FLUSH_INTERVAL_S: Final = 0.05
 BATCH_SIZE: Final = 500
 HIGH_WATER: Final = 20_000
+FIRST_SERIAL: Final = 10**12
 
 
 class AuditWriter:
@@ -51,9 +52,11 @@ class AuditWriter:
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        # Unique across processes and restarts, and cheaper than a uuid per record.
-        self._prefix = uuid4().hex[:16]
-        self._serial = 1  # of the next record's id
+        # Unique across processes and restarts, and cheaper than a uuid per record: a random
+        # prefix and a serial of fixed width (13 digits for 9e12 records), so that ids sort
+        # as they are written and append to the index.
+        self._prefix = uuid4().hex[:16] + "-"
+        self._serial = FIRST_SERIAL  # of the next record's id
 
     def submit(self, record: AuditRecord) -> None:
         """Buffer a record; never waits (see `wait_for_room`)."""
@@ -137,5 +140,5 @@ class AuditWriter:
         """The batch's log rows under new ids, in order (so they append to the indexes)."""
         first, prefix = self._serial, self._prefix
         self._serial += len(batch)
-        return [log_entry(record, f"{prefix}-{serial:010x}")
+        return [log_entry(record, prefix + str(serial))
                 for serial, record in enumerate(batch, first)]

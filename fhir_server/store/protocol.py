@@ -16,7 +16,7 @@ AuditEvent is rendered from when it is read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
@@ -77,10 +77,11 @@ class HistoryPage:
 
 class AuditEntry(NamedTuple):
     """One audit log row: what its AuditEvent is searched by, and the record it renders from
-    (a tuple: one is built per request).
+    (a tuple, one per request, whose first 13 fields are the SQLite log's columns in order).
 
-    `references` are `(param, type, id)` for the `entity`, `patient` and `agent` searches;
-    `record` is opaque to the store.
+    Most events name at most one entity, patient and agent: those are fields of their own;
+    `more_references` holds any further `(param, type, id)` (a search naming several
+    patients). `record` is opaque to the store.
     """
 
     id: str
@@ -90,8 +91,47 @@ class AuditEntry(NamedTuple):
     outcome: str
     client_id: str | None
     client_key: str | None  # the client id normalized for string search (`agent-name`)
-    references: tuple[tuple[str, str, str], ...]
     record: bytes
+    entity_type: str | None = None
+    entity_id: str | None = None
+    patient_id: str | None = None  # a Patient's id
+    agent_type: str | None = None
+    agent_id: str | None = None
+    more_references: tuple[tuple[str, str, str], ...] = ()
+
+    @classmethod
+    def with_references(cls, id: str, recorded_us: int, subtype: str, action: str,
+                        outcome: str, client_id: str | None, client_key: str | None,
+                        record: bytes, references: Iterable[tuple[str, str, str]]
+                        ) -> AuditEntry:
+        """An entry from any `(param, type, id)` references: the first entity, Patient and
+        agent in their fields, the rest in `more_references`."""
+        entity = patient = agent = None
+        more = []
+        for reference in references:
+            param, kind, target = reference
+            if param == "entity" and entity is None:
+                entity = (kind, target)
+            elif param == "patient" and patient is None and kind == "Patient":
+                patient = target
+            elif param == "agent" and agent is None:
+                agent = (kind, target)
+            else:
+                more.append(reference)
+        return cls(id, recorded_us, subtype, action, outcome, client_id, client_key, record,
+                   *(entity or (None, None)), patient, *(agent or (None, None)), tuple(more))
+
+    @property
+    def references(self) -> tuple[tuple[str, str, str], ...]:
+        """Every `(param, type, id)`: the entity, the patient, the agent, then the others."""
+        found: list[tuple[str, str, str]] = []
+        if self.entity_type is not None and self.entity_id is not None:
+            found.append(("entity", self.entity_type, self.entity_id))
+        if self.patient_id is not None:
+            found.append(("patient", "Patient", self.patient_id))
+        if self.agent_type is not None and self.agent_id is not None:
+            found.append(("agent", self.agent_type, self.agent_id))
+        return (*found, *self.more_references)
 
 
 @dataclass(frozen=True, slots=True)

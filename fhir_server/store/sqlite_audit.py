@@ -7,8 +7,8 @@ one statement per row, since sqlite3 hands the GIL back and forth on every state
 the event loop, which needs it, must wait each time.
 
 One row per event: its first `entity`, `patient` and `agent` references are columns with
-partial indexes, since most events have at most one of each; any further ones (a search
-naming several patients) are rows of `audit_ref`. Rows of the earlier layout keep all their
+partial indexes, since most events have at most one of each (an `AuditEntry`'s first fields
+are the row); any further ones (a search naming several patients) are rows of `audit_ref`. Rows of the earlier layout keep all their
 references in `audit_ref` and are found the same way.
 """
 
@@ -159,11 +159,13 @@ class SqliteAuditLog:
 
 
 def _insert(db: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
-    rows: list[str | int | bytes | None] = []
-    extra: list[tuple[str, str, str, str]] = []
-    for entry in entries:
-        rows += _row(entry, extra)
     width = len(COLUMNS)
+    rows: list[str | int | bytes | None] = []
+    for entry in entries:
+        rows += entry[:width]  # an entry's first fields are the columns, in order
+    extra = [(param, target, kind, entry.id)
+             for entry in entries if entry.more_references
+             for param, kind, target in entry.more_references]
     db.execute("BEGIN IMMEDIATE")
     try:
         start, left = 0, len(entries)
@@ -187,28 +189,6 @@ def _insert_sql(rows: int) -> str:
     values = "(" + ", ".join("?" * len(COLUMNS)) + ")"
     return (f"INSERT OR IGNORE INTO audit_log ({', '.join(COLUMNS)}) VALUES "
             + ", ".join([values] * rows))
-
-
-def _row(entry: AuditEntry,
-         extra: list[tuple[str, str, str, str]]) -> tuple[str | int | bytes | None, ...]:
-    """The row's values in `COLUMNS` order; references past the first of each kind (and
-    patients not of type Patient) are added to `extra` as `audit_ref` rows."""
-    entity = agent = None
-    patient: str | None = None
-    for reference in entry.references:
-        param, kind, target = reference
-        if param == "entity" and entity is None:
-            entity = reference
-        elif param == "patient" and patient is None and kind == "Patient":
-            patient = target
-        elif param == "agent" and agent is None:
-            agent = reference
-        else:
-            extra.append((param, target, kind, entry.id))
-    return (entry.id, entry.recorded_us, entry.subtype, entry.action, entry.outcome,
-            entry.client_id, entry.client_key, entry.record,
-            entity[1] if entity else None, entity[2] if entity else None, patient,
-            agent[1] if agent else None, agent[2] if agent else None)
 
 
 def _where(clauses: Sequence[Clause]) -> tuple[str, Params]:

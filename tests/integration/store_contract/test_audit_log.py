@@ -26,10 +26,11 @@ T0 = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 def entry(id_: str, seconds: float, *, subtype: str = "read", outcome: str = "0",
           client: str | None = "Front-Desk", refs: tuple[tuple[str, str, str], ...] = ()
           ) -> AuditEntry:
-    return AuditEntry(id=id_, recorded_us=to_micros(T0 + timedelta(seconds=seconds)),
-                      subtype=subtype, action="R", outcome=outcome, client_id=client,
-                      client_key=client.lower() if client else None, references=refs,
-                      record=f'{{"n":"{id_}"}}'.encode())
+    return AuditEntry.with_references(
+        id=id_, recorded_us=to_micros(T0 + timedelta(seconds=seconds)), subtype=subtype,
+        action="R", outcome=outcome, client_id=client,
+        client_key=client.lower() if client else None, record=f'{{"n":"{id_}"}}'.encode(),
+        references=refs)
 
 
 async def found(store: Store, *predicates: Predicate, negate: bool = False,

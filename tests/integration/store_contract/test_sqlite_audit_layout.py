@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from fhir_server.fhir.search.model import Clause, ReferenceMatch, StoreQuery
-from fhir_server.store.sqlite_audit import SqliteAuditLog, _where
+from fhir_server.store.protocol import AuditEntry
+from fhir_server.store.sqlite_audit import COLUMNS, SqliteAuditLog, _where
 
 from .test_audit_log import entry
 
@@ -82,3 +83,9 @@ def test_reference_searches_use_the_column_indexes(tmp_path: Path) -> None:
                 f"EXPLAIN QUERY PLAN SELECT id, record FROM audit_log a WHERE {where}", params)]
             assert any(f"INDEX {index} " in line for line in plan if "SEARCH a" in line), plan
             assert not any(line.startswith("SCAN a") for line in plan), plan
+
+
+def test_an_entrys_first_fields_are_the_rows_columns_in_order() -> None:
+    # The adapter inserts `entry[:len(COLUMNS)]` as the row, with no per-field mapping.
+    fields = AuditEntry._fields[:len(COLUMNS)]
+    assert fields == tuple("recorded_us" if c == "recorded" else c for c in COLUMNS)

@@ -62,3 +62,37 @@ def test_a_patient_user_is_an_agent_and_a_patient() -> None:
     assert ("agent", "Patient", "p9") in entry.references
     assert ("patient", "Patient", "p9") in entry.references
     assert ("entity", "Patient", "p9") not in entry.references  # not what was accessed
+
+
+def test_the_patients_of_a_body_are_its_patient_references_and_nothing_else() -> None:
+    body = orjson.dumps({
+        "resourceType": "Appointment", "id": "a1",
+        "description": "moved for Patient/not-a-reference",
+        "participant": [
+            {"actor": {"reference": "Patient/p1", "display": "Patient/p9"}},
+            {"actor": {"reference": "https://other.example/fhir/Patient/p2/_history/3"}},
+            {"actor": {"reference": "Patient/p3/_history/1"}},
+            {"actor": {"reference": "Patient/p1"}},
+            {"actor": {"reference": "Patient/p4/extra"}},
+            {"actor": {"reference": "Practitioner/d1"}}],
+        "basedOn": [{"reference": "ServiceRequest/Patient"}]})
+    spaced = body.replace(b'":"', b'": "')  # a client's pretty-printed JSON, written back
+
+    for served in (body, spaced):
+        entry = log_entry(a_read(body=served), "e1")
+        assert orjson.loads(entry.record)[2] == ["Patient/p1", "Patient/p2", "Patient/p3"]
+        assert entry.patient_id == "p1"
+        assert entry.more_references == (("patient", "Patient", "p2"),
+                                         ("patient", "Patient", "p3"))
+
+
+def test_records_of_the_first_format_still_render() -> None:
+    stored = orjson.dumps([1, to_micros(WHEN), "read", 200, "Appointment", "a1", "2", None,
+                           None, None, "Front-Desk", "Practitioner/d1", None, "10.0.0.7",
+                           ["Patient/p2"]])
+    event = audit_event(LoggedAudit("old", stored), server=SERVER)
+
+    record = a_read()
+    assert event["entity"] == build_audit_event(record, server=SERVER,
+                                                patients=["Patient/p2"])["entity"]
+    assert event["meta"]["lastUpdated"] == "2026-03-02T09:30:15.123Z"
