@@ -37,6 +37,7 @@ MAX_BODY_SCAN: Final = 256 * 1024  # larger bodies are not searched for patient 
 # The id of every Patient reference (relative, absolute or versioned) in a JSON body.
 _PATIENT_REFERENCE: Final = re.compile(
     rb'"reference"\s*:\s*"(?:[^"\\]*/)?Patient/([^"\\/]+)(?:/_history/[^"\\]*)?"')
+_PATIENT: Final = b"Patient/"
 _RELATIVE_KEY: Final = b'"reference":"'  # how the server writes JSON: no spaces
 _BACKSLASH: Final = ord("\\")
 
@@ -106,7 +107,7 @@ def _served_patients(body: bytes) -> list[str]:
     parsed. (`find`, not `in`: it is the cheaper call; and `"contained`, not `"contained"`: a
     needle ending in `"`, JSON's commonest byte, is a slow search.)
     """
-    at = body.find(b"Patient/")
+    at = body.find(_PATIENT)
     if at < 0 or len(body) > MAX_BODY_SCAN:
         return []
     if body.find(b'"contained') >= 0:
@@ -116,17 +117,18 @@ def _served_patients(body: bytes) -> list[str]:
             return []
     found = []
     while at >= 0:
-        end = body.find(b'"', at)
+        end = body.find(b'"', at)  # of the string `Patient/` is in
         if end < 0:
             break
-        if (body.startswith(_RELATIVE_KEY, at - 13) and body.find(b"/", at + 8, end) < 0
-                and end > at + 8 and body[end - 1] != _BACKSLASH):  # "Patient/<id>"
-            found.append(body[at:end].decode())
+        start = at + len(_PATIENT)
+        if (body.startswith(_RELATIVE_KEY, at - len(_RELATIVE_KEY)) and end > start
+                and body.find(b"/", start, end) < 0 and body[end - 1] != _BACKSLASH):
+            found.append(body[at:end].decode())  # "reference":"Patient/<id>"
         else:
             key = body.rfind(b'"reference"', 0, at)
             match = _PATIENT_REFERENCE.match(body, key) if key >= 0 else None
             if match is not None and match.end() > at:  # this `Patient/` is in that value
                 found.append("Patient/" + match[1].decode())
                 end = match.end()
-        at = body.find(b"Patient/", end)
+        at = body.find(_PATIENT, end)
     return found

@@ -8,8 +8,9 @@ the event loop, which needs it, must wait each time.
 
 One row per event: its first `entity`, `patient` and `agent` references are columns with
 partial indexes, since most events have at most one of each (an `AuditEntry`'s first fields
-are the row); any further ones (a search naming several patients) are rows of `audit_ref`. Rows of the earlier layout keep all their
-references in `audit_ref` and are found the same way.
+are the row); any further ones (a search naming several patients) are rows of `audit_ref`.
+Rows of the earlier layout keep all their references in `audit_ref` and are found the same
+way.
 """
 
 from __future__ import annotations
