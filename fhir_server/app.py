@@ -104,7 +104,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         registry = ctx.registry
         conformance = load_conformance(settings.capability_dir, settings.profiles_dir)
         app.state.fhir = ctx
-        app.state.audit_writer = AuditWriter(active.audit_log)
+        app.state.audit_writer = AuditWriter(
+            active.audit_log, flush_interval_s=settings.audit_flush_interval_s)
         app.state.audit_writer.start()
         app.state.conformance = conformance
         app.state.capability_statement = orjson.dumps(build_capability_statement(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import PositiveFloat, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     mongo_timeout_ms: int = 5000
     recovery_interval_s: float = 30.0
+    # How often buffered audit records are written: the most a killed process can lose.
+    audit_flush_interval_s: PositiveFloat = 0.05
     # SMART-on-FHIR: `embedded` validates tokens signed with the keys under data_dir/keys;
     # `external` fetches an IdP's keys through its OIDC discovery document.
     auth_mode: Literal["embedded", "external"] = "embedded"

@@ -13,9 +13,12 @@ thread). After a warm-up, the counters are zeroed (`callgrind_control
 -z`), `--requests` reads are sent one after another over one keep-alive connection, the server
 is given a few seconds to write its audit backlog, and the counters are dumped (`-d`); the
 secured count therefore includes writing every audit record, not only queueing it. What the
-server's timers cost meanwhile (the event loop's ticks, the audit writer's 50 ms wake-ups:
-more under valgrind, which slows the process ~50x) is measured while it idles, in the same
-run, and subtracted pro rata. Start-up, which is not deterministic (keys, threads), is never
+server's timers cost meanwhile (the event loop's ticks, the audit writer's wake-ups) is
+measured while it idles, in the same run, and subtracted pro rata. Valgrind slows the
+server ~50x, so at the writer's default 50 ms it would write batches of a few records, where
+at full speed (thousands of reads/s) they hold hundreds; the benchmark sets
+`FHIR_SCHEDULER_AUDIT_FLUSH_INTERVAL_S` 50x longer so that batches, and what each costs
+per record, are as at full speed. Start-up, which is not deterministic (keys, threads), is never
 counted.
 
 What callgrind does not count: time in the kernel (socket and WAL file writes) and waiting
@@ -43,12 +46,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from fhir_server.audit.writer import FLUSH_INTERVAL_S  # noqa: E402
 from fhir_server.auth.issuing import issue_access_token  # noqa: E402
 from fhir_server.auth.keys import load_or_create_keys  # noqa: E402
 from scripts.bench.read_search import PATIENTS, free_port, load  # noqa: E402
 
 WARM_UP = 300
-SETTLE_S = 5.0  # for the audit writer to write what the requests left (it ticks every 50 ms)
+VALGRIND_SLOWDOWN = 50  # about how much slower a Python process runs under callgrind
+SETTLE_S = 8.0  # for the audit writer to write what the requests left (its last batch)
 
 
 @contextmanager
@@ -155,7 +160,9 @@ def main() -> None:
         asyncio.run(load(store_url, args.appointments, None))
         env = {"FHIR_SCHEDULER_STORE_URL": store_url, "FHIR_SCHEDULER_DATA_DIR": str(data_dir),
                "FHIR_SCHEDULER_BASE_URL": "http://127.0.0.1/fhir",
-               "FHIR_SCHEDULER_LOG_LEVEL": "WARNING"}
+               "FHIR_SCHEDULER_LOG_LEVEL": "WARNING",
+               # Audit batches as large as at full speed: 50 ms there is ~2.5 s here.
+               "FHIR_SCHEDULER_AUDIT_FLUSH_INTERVAL_S": str(FLUSH_INTERVAL_S * VALGRIND_SLOWDOWN)}
         token = issue_access_token(
             load_or_create_keys(data_dir), issuer="http://127.0.0.1/auth",
             audience="http://127.0.0.1/fhir", subject="bench", scopes="user/*.cruds",

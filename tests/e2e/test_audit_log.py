@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 
+from fhir_server.app import create_app
 from fhir_server.audit.writer import AuditWriter
+from fhir_server.fhir.search.model import StoreQuery
 from tests.e2e.audit_support import audit_events, audit_flushed
 from tests.e2e.checks import outcome_issues
+from tests.e2e.conftest import BASE, make_settings
 from tests.e2e.factories import make_communication, make_patient
-from tests.e2e.tokens import bearer, mint
+from tests.e2e.tokens import admin_headers, bearer, mint
 
 BURST = 120
 
@@ -149,3 +153,22 @@ async def test_an_include_of_an_audit_event_is_read_from_the_log(
         "_id": "c1", "_include": "Communication:based-on"})).json()
     included = [e["resource"] for e in found["entry"] if e["search"]["mode"] == "include"]
     assert included == [search]
+
+
+async def test_records_wait_for_the_flush_interval_and_are_all_written_at_shutdown(
+        tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, audit_flush_interval_s=60))
+    async with app.router.lifespan_context(app):
+        store = app.state.fhir.store
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=BASE + "/", headers=admin_headers()) as http:
+            assert (await http.get("Patient/nobody")).status_code == 404
+            assert (await http.get("Patient/nobody")).status_code == 404
+            await asyncio.sleep(0.3)  # six times the default interval
+            assert (await store.audit_log.search(StoreQuery("AuditEvent", limit=0))).total == 0
+    # The app stopped: its writer wrote what was buffered before the store closed.
+    await store.open()
+    try:
+        assert (await store.audit_log.search(StoreQuery("AuditEvent", limit=0))).total == 2
+    finally:
+        await store.close()
