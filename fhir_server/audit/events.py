@@ -153,6 +153,10 @@ def resource_reference(record: AuditRecord) -> str | None:
 def patients_of(record: AuditRecord, served: Iterable[str] = ()) -> list[str]:
     """The patients the access concerned: the token's patient, the Patient read, the
     patients the resource `served` refers to and those a search names (first-seen order)."""
+    if not record.patient_id and record.resource_type != "Patient" and not (
+            record.interaction in SEARCHES and record.query):
+        served = list(served)  # only what was served: most often one patient, or none
+        return served if len(served) < 2 else list(dict.fromkeys(served))
     found = ["Patient/" + record.patient_id] if record.patient_id else []
     if record.resource_type == "Patient" and record.resource_id:
         served = ("Patient/" + record.resource_id, *served)

@@ -19,7 +19,6 @@ from typing import Any, Final
 import orjson
 
 from fhir_server.audit.events import (
-    SEARCHES,
     SUBTYPE_ACTION,
     AuditRecord,
     build_audit_event,
@@ -45,12 +44,8 @@ _BACKSLASH: Final = ord("\\")
 def log_entry(record: AuditRecord, id: str) -> AuditEntry:
     """The row for `record` under the server-assigned `id` (one per request: kept lean)."""
     (interaction, status, recorded_us, resource_type, resource_id, _, _, _, _, client, user,
-     token_patient, _, body) = record
-    served = _served_patients(body) if body else []
-    if token_patient or resource_type == "Patient" or interaction in SEARCHES:
-        patients = patients_of(record, served)
-    else:  # what `patients_of` returns here, without its general case's cost
-        patients = served if len(served) < 2 else list(dict.fromkeys(served))
+     _, _, body) = record
+    patients = patients_of(record, _served_patients(body) if body else ())
     patient = patients[0][8:] if patients else None  # the id, after "Patient/"
     more = tuple(("patient", "Patient", p[8:]) for p in patients[1:]) if len(patients) > 1 else ()
     agent_type = agent_id = None
