@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -49,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from fhir_server.audit.writer import FLUSH_INTERVAL_S  # noqa: E402
 from fhir_server.auth.issuing import issue_access_token  # noqa: E402
 from fhir_server.auth.keys import load_or_create_keys  # noqa: E402
-from scripts.bench.read_search import PATIENTS, free_port, load  # noqa: E402
+from scripts.bench.read_search import PATIENTS, load, uvicorn_server  # noqa: E402
 
 WARM_UP = 300
 VALGRIND_SLOWDOWN = 50  # about how much slower a Python process runs under callgrind
@@ -60,33 +59,13 @@ SETTLE_S = 8.0  # for the audit writer to write what the requests left (its last
 def server_under_callgrind(target: str, env: dict[str, str],
                            out_dir: Path) -> Iterator[tuple[int, int]]:
     """`target` (module:factory) served by uvicorn under callgrind; yields (port, pid)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/callgrind.%p",
-         "--dump-instr=no", sys.executable, "-m", "uvicorn", target,
-         "--factory", "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"},
-        stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(1)
-        else:
-            raise RuntimeError(f"{target} did not start under callgrind")
-        yield port, proc.pid
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/callgrind.%p",
+                 "--dump-instr=no"]
+    with uvicorn_server(target, {**env, "PYTHONHASHSEED": "0"}, wrapper=callgrind,
+                        start_timeout_s=600, stop_timeout_s=300, quiet=True) as (url, pid):
+        port = urlsplit(url).port
+        assert port is not None
+        yield port, pid
 
 
 def get_many(port: int, path: str, headers: dict[str, str], count: int) -> None:

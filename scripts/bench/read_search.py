@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,16 +135,20 @@ def load_average() -> str:
 
 
 @contextmanager
-def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """Run `target` (module:factory) in its own uvicorn process; yield its root URL and pid."""
+def uvicorn_server(target: str, env: dict[str, str], *, wrapper: Sequence[str] | None = None,
+                   start_timeout_s: float = 30.0, stop_timeout_s: float = 10.0,
+                   quiet: bool = False) -> Iterator[tuple[str, int]]:
+    """Run `target` (module:factory) in its own uvicorn process, under `wrapper` (default:
+    pinned to the servers' CPU); yield its root URL and pid. `quiet` drops its stderr."""
     port = free_port()
     proc = subprocess.Popen(
-        [*SERVER_CPU, sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
+        [*(SERVER_CPU if wrapper is None else wrapper), sys.executable, "-m", "uvicorn", target,
+         "--factory", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.DEVNULL if quiet else None)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_timeout_s
         while time.monotonic() < deadline:
             try:
                 if httpx.get(url + "/healthz", timeout=1).status_code == 200:
@@ -157,7 +161,7 @@ def uvicorn_server(target: str, env: dict[str, str]) -> Iterator[tuple[str, int]
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(stop_timeout_s)
         except subprocess.TimeoutExpired:  # e.g. still flushing a long audit queue
             proc.kill()
             proc.wait()
