@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.errors import status_for, status_line
+from fhir_server.api.rendering import VersionResponse
 from fhir_server.api.routing import Guard
 from fhir_server.api.security import ROUTE_ACCESS, app_values
 from fhir_server.audit.events import AuditRecord
@@ -29,9 +30,11 @@ from fhir_server.fhir.errors import FhirError
 
 log = logging.getLogger("fhir_server.audit")
 
-_RECORD: Final = tuple.__new__  # an AuditRecord from its 14 fields, in one C call
+_RECORD: Final = tuple.__new__  # an AuditRecord from its 15 fields, in one C call
 # Interactions whose response body is the one resource acted on (scanned for patients).
 _SINGLE_RESOURCE = frozenset({"read", "vread", "create", "update", "patch", "operation"})
+# Interactions whose `VersionResponse` holds the version of the resource the route names.
+_ONE_VERSION = frozenset({"read", "vread", "create", "update", "patch"})
 
 
 def admitting(guard: Guard) -> Guard:
@@ -75,10 +78,18 @@ def _record(request: Request, interaction: str, fixed_type: str | None, operatio
     decision: Decision | None = state.get("decision")
     resource_type = fixed_type if fixed_type not in (None, "*") else params.get("resource_type")
     resource_id, version_id = params.get("id"), params.get("version_id")
-    body = description = None
+    body = description = served = None
     if response is None:
         status, description = _refusal(error)
-    elif (status := response.status_code) < 400:
+    elif (status := response.status_code) < 400 and isinstance(response, VersionResponse):
+        stored = response.stored  # what was served or written, with the patients it names
+        if interaction in _ONE_VERSION and stored.resource_type == resource_type:
+            resource_id, version_id = stored.id, str(stored.version_id)
+        if interaction in _SINGLE_RESOURCE:
+            served = stored.patients
+            if served is None:  # a version stored before its patients were kept
+                body = response.body
+    elif status < 400:
         location, etag = _location_and_etag(response)
         if location and interaction in ("create", "update", "patch"):
             resource_id, version_id = _id_and_version(location, resource_id, version_id)
@@ -96,7 +107,7 @@ def _record(request: Request, interaction: str, fixed_type: str | None, operatio
         interaction, status, time_ns() // 1000, resource_type, resource_id, version_id,
         operation, _query(request) if interaction == "search-type" else None, description,
         access.client_id if access else None, access.fhir_user if access else None, patient,
-        client[0] if client else None, body))
+        client[0] if client else None, body, served))
 
 
 def _refusal(error: BaseException | None) -> tuple[int, str]:

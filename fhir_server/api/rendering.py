@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import orjson
 from starlette.responses import Response
 
 from fhir_server.api.request_parsing import ReturnPreference
-from fhir_server.api.responses import empty, fhir_bytes, fhir_json
+from fhir_server.api.responses import FHIR_JSON
 from fhir_server.fhir.instants import http_date
 from fhir_server.fhir.outcome import information
 from fhir_server.store.protocol import StoredResource
+
+
+class VersionResponse(Response):
+    """A response about one stored version, which it keeps: the audit trail takes the id,
+    version and patients from it rather than from headers and body."""
+
+    stored: StoredResource
+
+
+def _about(stored: StoredResource, body: bytes | None, *, status: int,
+           headers: Mapping[str, str]) -> VersionResponse:
+    """A `VersionResponse` (set after construction: no `__init__` of its own per read)."""
+    response = VersionResponse(content=body, status_code=status, headers=headers,
+                               media_type=FHIR_JSON if body is not None else None)
+    response.stored = stored
+    return response
 
 
 def version_headers(stored: StoredResource) -> dict[str, str]:
@@ -23,7 +42,8 @@ def location(base_url: str, stored: StoredResource) -> str:
 
 def resource_response(stored: StoredResource, *, status: int = 200) -> Response:
     """A stored version, served as stored."""
-    return fhir_bytes(stored.body or b"{}", status=status, headers=version_headers(stored))
+    return _about(stored, stored.body or b"{}", status=status,
+                           headers=version_headers(stored))
 
 
 def write_response(stored: StoredResource, *, created: bool, base_url: str,
@@ -33,9 +53,10 @@ def write_response(stored: StoredResource, *, created: bool, base_url: str,
     headers = version_headers(stored)
     headers["Location"] = location(base_url, stored)
     if preference == "minimal":
-        return empty(status, headers)
+        return _about(stored, None, status=status, headers=headers)
     if preference == "OperationOutcome":
         verb = "created" if created else "updated"
-        return fhir_json(information(f"{stored.resource_type}/{stored.id} {verb}, version "
-                                     f"{stored.version_id}"), status=status, headers=headers)
-    return fhir_bytes(stored.body or b"{}", status=status, headers=headers)
+        outcome = information(f"{stored.resource_type}/{stored.id} {verb}, version "
+                              f"{stored.version_id}")
+        return _about(stored, orjson.dumps(outcome), status=status, headers=headers)
+    return _about(stored, stored.body or b"{}", status=status, headers=headers)

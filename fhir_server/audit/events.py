@@ -60,7 +60,10 @@ class AuditRecord(NamedTuple):
     fhir_user: str | None = None
     patient_id: str | None = None  # the token's patient context or compartment
     address: str | None = None
-    body: bytes | None = None  # a single resource served or written, to find its patient
+    body: bytes | None = None  # a single resource served or written, to find its patients
+    # The patients that resource refers to, when its stored version kept them (the body is
+    # then not scanned); None when unknown.
+    served_patients: tuple[str, ...] | None = None
 
 
 def status_line(status: int) -> str:
@@ -176,27 +179,6 @@ def _searched_patients(query: str) -> Iterator[str]:
                 yield each
             elif name.split(":")[0] == "patient" and each and "/" not in each:
                 yield f"Patient/{each}"
-
-
-def patient_references(resource: Any) -> Iterator[str]:
-    """Every `Patient/<id>` reference in a resource (contained resources excluded)."""
-    if isinstance(resource, dict):
-        for key, value in resource.items():
-            if key == "reference" and isinstance(value, str):
-                patient = patient_of_reference(value)
-                if patient is not None:
-                    yield patient
-            elif key != "contained":
-                yield from patient_references(value)
-    elif isinstance(resource, list):
-        for item in resource:
-            yield from patient_references(item)
-
-
-def patient_of_reference(reference: str) -> str | None:
-    """`Patient/<id>` of a relative, absolute or versioned Patient reference, else None."""
-    parts = reference.rsplit("/_history/", 1)[0].rstrip("/").split("/")
-    return f"Patient/{parts[-1]}" if len(parts) >= 2 and parts[-2] == "Patient" else None
 
 
 def _concept(system: str, code: str, display: str) -> dict[str, Any]:

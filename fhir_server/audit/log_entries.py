@@ -23,14 +23,14 @@ from fhir_server.audit.events import (
     AuditRecord,
     build_audit_event,
     outcome_code,
-    patient_references,
     patients_of,
 )
+from fhir_server.fhir.references import patient_references
 from fhir_server.fhir.search.extract import normalize_string
 from fhir_server.store.protocol import AuditEntry, LoggedAudit
 
 FORMAT: Final = 2
-_FIELDS: Final = len(AuditRecord._fields) - 1  # interaction..address (not the body)
+_FIELDS: Final = len(AuditRecord._fields) - 2  # interaction..address (not what was served)
 _ENTRY: Final = tuple.__new__  # builds an AuditEntry from its 14 fields in one C call
 MAX_BODY_SCAN: Final = 256 * 1024  # larger bodies are not searched for patient references
 # The id of every Patient reference (relative, absolute or versioned) in a JSON body.
@@ -44,8 +44,10 @@ _BACKSLASH: Final = ord("\\")
 def log_entry(record: AuditRecord, id: str) -> AuditEntry:
     """The row for `record` under the server-assigned `id` (one per request: kept lean)."""
     (interaction, status, recorded_us, resource_type, resource_id, _, _, _, _, client, user,
-     _, _, body) = record
-    patients = patients_of(record, _served_patients(body) if body else ())
+     _, _, body, served) = record
+    if served is None:  # the stored version did not say: its body is searched
+        served = _served_patients(body) if body else ()
+    patients = patients_of(record, served)
     patient = patients[0][8:] if patients else None  # the id, after "Patient/"
     more = tuple(("patient", "Patient", p[8:]) for p in patients[1:]) if len(patients) > 1 else ()
     agent_type = agent_id = None

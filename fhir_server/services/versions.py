@@ -10,6 +10,7 @@ from uuid import uuid4
 import orjson
 
 from fhir_server.fhir.instants import format_instant, to_millisecond
+from fhir_server.fhir.references import referenced_patients
 from fhir_server.fhir.search.extract import extract_index
 from fhir_server.services.context import FhirContext
 from fhir_server.store.protocol import HistoryMethod, JsonScalar, StoredResource, VersionWrite
@@ -35,6 +36,7 @@ def next_version(ctx: FhirContext, resource: dict[str, Any], *, resource_type: s
         resource_type=resource_type, id=id, version_id=version_id, last_updated=now,
         method=method, body=orjson.dumps(resource),
         index=extract_index(resource, ctx.registry, base_url=ctx.base_url),
+        patients=referenced_patients(resource),
         expected_version=current.version_id if current else 0, match=dict(match or {}))
 
 
@@ -43,5 +45,5 @@ def tombstone(current: StoredResource, *, now: datetime) -> VersionWrite:
     now = to_millisecond(now)
     return VersionWrite(
         resource_type=current.resource_type, id=current.id, version_id=current.version_id + 1,
-        last_updated=now, method="DELETE", body=None, index=(),
+        last_updated=now, method="DELETE", body=None, index=(), patients=(),
         expected_version=current.version_id)

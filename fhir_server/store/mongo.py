@@ -50,7 +50,7 @@ from fhir_server.store.timestamps import from_micros, to_micros
 DEFAULT_DATABASE = "fhir_scheduler"
 # Reads fetch only what a StoredResource needs, never the parsed copy or the index arrays.
 _PROJECTION = {f: 1 for f in ("type", "id", "version_id", "updated_us", "deleted", "method",
-                              "body")}
+                              "body", "patients")}
 _HISTORY_ORDER = [("updated_us", DESCENDING), ("version_id", DESCENDING), ("type", ASCENDING),
                   ("id", ASCENDING)]
 
@@ -97,7 +97,8 @@ def _version_document(write: VersionWrite) -> Document:
     return {"_id": version_key(write.resource_type, write.id, write.version_id),
             "type": write.resource_type, "id": write.id, "version_id": write.version_id,
             "updated_us": micros, "last_updated": from_micros(micros),
-            "deleted": write.deleted, "method": write.method, "body": write.body}
+            "deleted": write.deleted, "method": write.method, "body": write.body,
+            "patients": None if write.patients is None else list(write.patients)}
 
 
 def _current_document(write: VersionWrite) -> Document:
@@ -122,12 +123,13 @@ def _parsed(body: bytes | None) -> Document | None:
 
 def _stored(document: Document) -> StoredResource:
     """A current or history document as the protocol's value."""
-    body = document.get("body")
+    body, patients = document.get("body"), document.get("patients")
     return StoredResource(resource_type=document["type"], id=document["id"],
                           version_id=document["version_id"],
                           last_updated=from_micros(document["updated_us"]),
                           deleted=document["deleted"], method=document["method"],
-                          body=bytes(body) if body is not None else None)
+                          body=bytes(body) if body is not None else None,
+                          patients=tuple(patients) if patients is not None else None)
 
 
 def _stored_from_write(write: VersionWrite) -> StoredResource:
@@ -135,7 +137,8 @@ def _stored_from_write(write: VersionWrite) -> StoredResource:
     return StoredResource(resource_type=write.resource_type, id=write.id,
                           version_id=write.version_id,
                           last_updated=from_micros(to_micros(write.last_updated)),
-                          deleted=write.deleted, method=write.method, body=write.body)
+                          deleted=write.deleted, method=write.method, body=write.body,
+                          patients=write.patients)
 
 
 def _one_line(exc: Exception) -> str:

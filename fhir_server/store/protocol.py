@@ -38,6 +38,9 @@ class StoredResource:
     deleted: bool
     method: HistoryMethod
     body: bytes | None
+    # The distinct `Patient/<id>` references in `body` (contained resources excluded), kept
+    # at write time; None for a version written before they were kept.
+    patients: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class VersionWrite:
     method: HistoryMethod
     body: bytes | None
     index: tuple[IndexEntry, ...] = ()
+    patients: tuple[str, ...] | None = None  # see StoredResource.patients; None: not known
     expected_version: int = 0
     match: Mapping[str, JsonScalar] = field(default_factory=dict)
 

@@ -38,20 +38,20 @@ from fhir_server.store.sqlite_audit import SqliteAuditLog
 from fhir_server.store.sqlite_query import compile_search
 from fhir_server.store.timestamps import from_micros, to_micros
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `patients` on resources and versions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
     type TEXT NOT NULL, id TEXT NOT NULL, version_id INTEGER NOT NULL,
     last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL, body BLOB,
-    PRIMARY KEY (type, id)
+    patients TEXT, PRIMARY KEY (type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_type_updated ON resources (type, last_updated, id);
 
 CREATE TABLE IF NOT EXISTS versions (
     type TEXT NOT NULL, id TEXT NOT NULL, version_id INTEGER NOT NULL,
     last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL, body BLOB,
-    PRIMARY KEY (type, id, version_id)
+    patients TEXT, PRIMARY KEY (type, id, version_id)
 );
 CREATE INDEX IF NOT EXISTS versions_updated ON versions (last_updated);
 CREATE INDEX IF NOT EXISTS versions_type_updated ON versions (type, last_updated);
@@ -85,10 +85,11 @@ CREATE INDEX IF NOT EXISTS idx_string_owner ON idx_string (type, id, param, norm
 """
 
 INDEX_TABLES = ("idx_token", "idx_reference", "idx_date", "idx_string")
-_COLUMNS = "type, id, version_id, last_updated, deleted, method, body"
+_COLUMNS = "type, id, version_id, last_updated, deleted, method, body, patients"
+_VERSION_TABLES = ("resources", "versions")
 _ID_CHUNK = 500  # stays far below SQLite's bound-parameter limit
 
-Row = tuple[str, str, int, int, int, str, bytes | None]
+Row = tuple[str, str, int, int, int, str, bytes | None, str | None]
 
 
 def json_path(dotted: str) -> str:
@@ -101,11 +102,12 @@ def json_path(dotted: str) -> str:
 
 def _stored(row: Row) -> StoredResource:
     """A row of `resources` or `versions` as the protocol's value."""
-    resource_type, id_, version_id, updated, deleted, method, body = row
+    resource_type, id_, version_id, updated, deleted, method, body, patients = row
     return StoredResource(resource_type=resource_type, id=id_, version_id=version_id,
                           last_updated=from_micros(updated), deleted=bool(deleted),
                           method=method,  # type: ignore[arg-type]
-                          body=bytes(body) if body is not None else None)
+                          body=bytes(body) if body is not None else None,
+                          patients=tuple(patients.split()) if patients is not None else None)
 
 
 class SqliteStore:
@@ -136,8 +138,10 @@ class SqliteStore:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA} "
-                                     f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            connection.executescript(f"BEGIN IMMEDIATE; {SCHEMA}")  # open until COMMIT
+            _add_patients_columns(connection)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection is not None:
                 connection.close()
@@ -291,20 +295,31 @@ class SqliteStore:
     @staticmethod
     def _append(db: sqlite3.Connection, write: VersionWrite) -> None:
         """Upsert the current row, add the version, and replace the resource's index rows."""
+        patients = None if write.patients is None else " ".join(write.patients)
         values = (write.resource_type, write.id, write.version_id, to_micros(write.last_updated),
-                  int(write.deleted), write.method, write.body)
+                  int(write.deleted), write.method, write.body, patients)
         db.execute(
-            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (type, id) DO UPDATE SET version_id = excluded.version_id, "
             "last_updated = excluded.last_updated, deleted = excluded.deleted, "
-            "method = excluded.method, body = excluded.body", values)
-        db.execute(f"INSERT INTO versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+            "method = excluded.method, body = excluded.body, patients = excluded.patients",
+            values)
+        db.execute(f"INSERT INTO versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
         if write.expected_version:  # a first version has no index rows to replace
             for table in INDEX_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE type = ? AND id = ?",
                            (write.resource_type, write.id))
         if not write.deleted:
             _insert_index(db, write.resource_type, write.id, write.index)
+
+
+def _add_patients_columns(db: sqlite3.Connection) -> None:
+    """Give a file of schema 1 its `patients` columns: the references, space-separated (FHIR
+    ids have no spaces). No rewrite: existing versions keep NULL, which means "not known",
+    and the audit trail reads their bodies instead."""
+    for table in _VERSION_TABLES:
+        if "patients" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN patients TEXT")
 
 
 def _match_tests(match: Mapping[str, JsonScalar]) -> tuple[str, list[JsonScalar]]:
@@ -348,4 +363,5 @@ def _stored_from_write(write: VersionWrite) -> StoredResource:
     return StoredResource(resource_type=write.resource_type, id=write.id,
                           version_id=write.version_id,
                           last_updated=from_micros(to_micros(write.last_updated)),
-                          deleted=write.deleted, method=write.method, body=write.body)
+                          deleted=write.deleted, method=write.method, body=write.body,
+                          patients=write.patients)

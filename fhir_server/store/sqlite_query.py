@@ -26,7 +26,8 @@ from fhir_server.fhir.search.model import (
 
 SqlParam = str | int | None
 
-RESOURCE_COLUMNS = "r.type, r.id, r.version_id, r.last_updated, r.deleted, r.method, r.body"
+RESOURCE_COLUMNS = ("r.type, r.id, r.version_id, r.last_updated, r.deleted, r.method, "
+                    "r.body, r.patients")
 
 # Per sort kind: the index table, the aggregate and column for ascending and descending order.
 _SORT_SOURCES: dict[str, tuple[str, str, str]] = {

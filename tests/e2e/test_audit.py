@@ -10,7 +10,7 @@ import httpx
 
 from tests.e2e.audit_support import audit_events, audit_flushed
 from tests.e2e.checks import created, outcome_issues
-from tests.e2e.factories import make_patient
+from tests.e2e.factories import make_appointment, make_patient
 from tests.e2e.tokens import bearer, mint
 
 DOCTOR = bearer(mint("user/*.cruds", role="doctor", fhir_user="Practitioner/dr-a"))
@@ -80,6 +80,23 @@ async def test_a_create_names_the_new_resource(client: httpx.AsyncClient) -> Non
     event = await only_event(client, "create")
     assert (event["action"], event["outcome"], event["outcomeDesc"]) == ("C", "0", "201 Created")
     assert entity_refs(event)[0] == f"Patient/{new['id']}/_history/1"
+
+
+async def test_reads_and_minimal_writes_name_the_patients_the_resource_refers_to(
+        client: httpx.AsyncClient) -> None:
+    appointment = make_appointment(patient="Patient/pat1")
+    appointment["participant"].append({"actor": {"reference": "Patient/pat2"},
+                                       "status": "accepted"})
+    written = await client.post("Appointment", json=appointment,
+                                headers={"Prefer": "return=minimal"})
+    assert written.status_code == 201 and written.content == b""
+    new_id = written.headers["Location"].split("/Appointment/")[1].split("/")[0]
+    assert (await client.get(f"Appointment/{new_id}")).status_code == 200
+
+    create, read = await only_event(client, "create"), await only_event(client, "read")
+    for event in (create, read):
+        assert entity_refs(event)[0] == f"Appointment/{new_id}/_history/1"
+        assert patients_of(event) == ["Patient/pat1", "Patient/pat2"]
 
 
 async def test_requests_without_a_valid_token_are_audited_as_minor_failures(

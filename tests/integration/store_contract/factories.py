@@ -36,14 +36,15 @@ def body(resource_type: str, id: str, version: int, when: datetime, **fields: An
 def version(resource_type: str, id: str, number: int, *, index: tuple[IndexEntry, ...] = (),
             when: datetime | None = None, match: Mapping[str, JsonScalar] | None = None,
             expected: int | None = None, method: HistoryMethod | None = None,
-            **fields: Any) -> VersionWrite:
+            patients: tuple[str, ...] | None = None, **fields: Any) -> VersionWrite:
     """Version `number` of a resource, expecting `number - 1` unless told otherwise."""
     when = when or at(number)
     return VersionWrite(
         resource_type=resource_type, id=id, version_id=number, last_updated=when,
         method=method or ("POST" if number == 1 else "PUT"),
         body=body(resource_type, id, number, when, **fields), index=index,
-        expected_version=number - 1 if expected is None else expected, match=match or {})
+        expected_version=number - 1 if expected is None else expected, match=match or {},
+        patients=patients)
 
 
 def tombstone(resource_type: str, id: str, number: int, *,

@@ -145,6 +145,38 @@ async def test_data_survives_closing_and_reopening(tmp_path: Path) -> None:
         await second.close()
 
 
+async def test_a_schema_1_file_gains_patients_columns_and_its_versions_read_as_not_known(
+        tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    old = sqlite3.connect(path)
+    for table, key in (("resources", "type, id"), ("versions", "type, id, version_id")):
+        old.execute(f"CREATE TABLE {table} (type TEXT NOT NULL, id TEXT NOT NULL, "
+                    "version_id INTEGER NOT NULL, last_updated INTEGER NOT NULL, "
+                    "deleted INTEGER NOT NULL, method TEXT NOT NULL, body BLOB, "
+                    f"PRIMARY KEY ({key}))")
+        old.execute(f"INSERT INTO {table} VALUES ('Appointment', 'a1', 1, 0, 0, 'POST', ?)",
+                    (b'{"resourceType":"Appointment","id":"a1"}',))
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        current = await store.read("Appointment", "a1")
+        version_1 = await store.read_version("Appointment", "a1", 1)
+        await put(store, "Appointment", "a1", 2, patients=("Patient/p1",))
+        updated = await store.read("Appointment", "a1")
+    finally:
+        await store.close()
+
+    assert current is not None and current.patients is None
+    assert version_1 is not None and version_1.patients is None
+    assert updated is not None and updated.patients == ("Patient/p1",)
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
 async def test_memory_database_works(tmp_path: Path) -> None:
     store = SqliteStore(":memory:")
     await store.open()

@@ -224,3 +224,27 @@ async def test_concurrent_claims_of_one_free_slot_have_exactly_one_winner(store:
     assert current is not None and current.version_id == 2
     assert fields_of(current)["holder"] == fields_of(winners[0][0])["holder"]
     assert (await store.history("Slot", "s1")).total == 2
+
+
+async def test_the_patients_a_version_refers_to_are_kept_with_it(store: Store) -> None:
+    patients = ("Patient/p1", "Patient/p2")
+    await put(store, "Appointment", "a1", patients=patients, status="booked")
+    await put(store, "Appointment", "a1", 2, patients=(), status="cancelled")
+
+    current = await store.read("Appointment", "a1")
+    first = await store.read_version("Appointment", "a1", 1)
+    found = await store.search(where("Appointment"))
+    history = await store.history(resource_type="Appointment", id="a1")
+
+    assert current is not None and current.patients == ()
+    assert first is not None and first.patients == patients
+    assert [stored.patients for stored in found.resources] == [()]
+    assert [stored.patients for stored in history.versions] == [(), patients]
+
+
+async def test_a_version_written_without_its_patients_reads_back_as_not_known(
+        store: Store) -> None:
+    written = await put(store, "Appointment", "a1", status="booked")
+
+    assert written.patients is None
+    assert (await store.read("Appointment", "a1")) == written

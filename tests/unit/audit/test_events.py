@@ -10,9 +10,9 @@ import pytest
 from fhir_server.audit.events import (
     AuditRecord,
     build_audit_event,
-    patient_references,
     patients_of,
 )
+from fhir_server.fhir.references import patient_references
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.store.timestamps import to_micros
 
@@ -82,11 +82,3 @@ def test_the_resource_is_versioned_and_its_patients_become_entities() -> None:
 
     assert [e["what"]["reference"] for e in event["entity"]] == [
         "Appointment/a1/_history/3", "Patient/p1", "Patient/p2"]
-
-
-def test_patient_references_skip_contained_resources_and_keep_versions_out() -> None:
-    resource = {"subject": {"reference": "http://x/fhir/Patient/p1/_history/2"},
-                "contained": [{"subject": {"reference": "Patient/hidden"}}],
-                "about": [{"reference": "Patient/p3"}, {"reference": "Group/g"}]}
-
-    assert list(patient_references(resource)) == ["Patient/p1", "Patient/p3"]

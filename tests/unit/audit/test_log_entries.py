@@ -86,6 +86,15 @@ def test_the_patients_of_a_body_are_its_patient_references_and_nothing_else() ->
                                          ("patient", "Patient", "p3"))
 
 
+def test_patients_kept_with_the_stored_version_are_used_instead_of_scanning_the_body() -> None:
+    entry = log_entry(a_read(body=None, served_patients=("Patient/p7", "Patient/p8")), "e1")
+    empty = log_entry(a_read(body=None, served_patients=()), "e2")
+
+    assert (entry.patient_id, entry.more_references) == ("p7", (("patient", "Patient", "p8"),))
+    assert orjson.loads(entry.record)[2] == ["Patient/p7", "Patient/p8"]
+    assert (empty.patient_id, orjson.loads(empty.record)[2]) == (None, [])
+
+
 def test_records_of_the_first_format_still_render() -> None:
     stored = orjson.dumps([1, to_micros(WHEN), "read", 200, "Appointment", "a1", "2", None,
                            None, None, "Front-Desk", "Practitioner/d1", None, "10.0.0.7",
