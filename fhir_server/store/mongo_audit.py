@@ -3,7 +3,8 @@
 
 A document holds the searchable fields (`recorded_us`, `subtype`, `action`, `outcome`,
 `client_id`, `client_key`), the references as `refs: [{p, t, i}]` (multikey index), the
-record as BSON binary, and `recorded` as a BSON date for people reading the collection.
+record as a JSON string (BSON binary in documents written before), and `recorded` as a BSON
+date for people reading the collection.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def _document(entry: AuditEntry) -> Document:
 
 
 def _logged(document: Document) -> LoggedAudit:
-    return LoggedAudit(document["_id"], bytes(document["record"]))
+    record = document["record"]
+    return LoggedAudit(document["_id"], record if isinstance(record, str) else bytes(record))
 
 
 def _filter(clauses: Sequence[Clause]) -> Document:

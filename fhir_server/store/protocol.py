@@ -85,7 +85,7 @@ class AuditEntry(NamedTuple):
 
     Most events name at most one entity, patient and agent: those are fields of their own;
     `more_references` holds any further `(param, type, id)` (a search naming several
-    patients). `record` is opaque to the store.
+    patients). `record` (JSON text) is opaque to the store.
     """
 
     id: str
@@ -95,7 +95,7 @@ class AuditEntry(NamedTuple):
     outcome: str
     client_id: str | None
     client_key: str | None  # the client id normalized for string search (`agent-name`)
-    record: bytes
+    record: str
     entity_type: str | None = None
     entity_id: str | None = None
     patient_id: str | None = None  # a Patient's id
@@ -106,7 +106,7 @@ class AuditEntry(NamedTuple):
     @classmethod
     def with_references(cls, id: str, recorded_us: int, subtype: str, action: str,
                         outcome: str, client_id: str | None, client_key: str | None,
-                        record: bytes, references: Iterable[tuple[str, str, str]]
+                        record: str, references: Iterable[tuple[str, str, str]]
                         ) -> AuditEntry:
         """An entry from any `(param, type, id)` references: the first entity, Patient and
         agent in their fields, the rest in `more_references`."""
@@ -140,10 +140,11 @@ class AuditEntry(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class LoggedAudit:
-    """An audit log row as read back: its id and record."""
+    """An audit log row as read back: its id and record (bytes in rows written before the
+    record was kept as text)."""
 
     id: str
-    record: bytes
+    record: str | bytes
 
 
 @dataclass(frozen=True, slots=True)

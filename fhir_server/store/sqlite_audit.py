@@ -42,7 +42,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
     id TEXT NOT NULL PRIMARY KEY, recorded INTEGER NOT NULL,
     subtype TEXT NOT NULL, action TEXT NOT NULL, outcome TEXT NOT NULL,
-    client_id TEXT, client_key TEXT, record BLOB NOT NULL) WITHOUT ROWID;
+    client_id TEXT, client_key TEXT, record TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded, id);
 CREATE TABLE IF NOT EXISTS audit_ref (
     param TEXT NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL, id TEXT NOT NULL,
@@ -96,7 +96,7 @@ class SqliteAuditLog:
         """One row by id."""
         row = await self._run(lambda db: db.execute(
             "SELECT id, record FROM audit_log WHERE id = ?", (id,)).fetchone())
-        return LoggedAudit(row[0], bytes(row[1])) if row else None
+        return LoggedAudit(row[0], row[1]) if row else None
 
     async def search(self, query: StoreQuery) -> AuditPage:
         """One page and, when asked, the count, from one snapshot."""
@@ -114,7 +114,7 @@ class SqliteAuditLog:
             finally:
                 if db.in_transaction:
                     db.execute("COMMIT")
-            return AuditPage([LoggedAudit(id_, bytes(record)) for id_, record in rows], total)
+            return AuditPage([LoggedAudit(id_, record) for id_, record in rows], total)
 
         return await self._run(page)
 

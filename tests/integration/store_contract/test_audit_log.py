@@ -29,7 +29,7 @@ def entry(id_: str, seconds: float, *, subtype: str = "read", outcome: str = "0"
     return AuditEntry.with_references(
         id=id_, recorded_us=to_micros(T0 + timedelta(seconds=seconds)), subtype=subtype,
         action="R", outcome=outcome, client_id=client,
-        client_key=client.lower() if client else None, record=f'{{"n":"{id_}"}}'.encode(),
+        client_key=client.lower() if client else None, record=f'{{"n":"{id_}"}}',
         references=refs)
 
 
@@ -57,7 +57,7 @@ async def test_rows_read_back_by_id_and_newest_first_by_default(store: Store) ->
 
     assert await found(store) == ["e3", "e2", "e1"]
     row = await store.audit_log.read("e2")
-    assert row is not None and (row.id, row.record) == ("e2", b'{"n":"e2"}')
+    assert row is not None and (row.id, row.record) == ("e2", '{"n":"e2"}')
     assert await store.audit_log.read("nope") is None
 
 

@@ -49,6 +49,9 @@ async def test_rows_of_the_earlier_layout_are_found_beside_new_ones(tmp_path: Pa
                           ReferenceMatch("patient", None, "p1"),
                           ReferenceMatch("agent", "Practitioner", "d1")):
             assert await found(log, predicate) == ["new", "old"], predicate
+        old, new = await log.read("old"), await log.read("new")
+        assert old is not None and old.record == b"{}"  # kept as a BLOB: read back as bytes
+        assert new is not None and new.record == '{"n":"new"}'  # now kept as text
     finally:
         await log.close()
 
