@@ -31,7 +31,13 @@ from fhir_server.api.chain_narrowing import with_narrowed_chains
 from fhir_server.api.operation_narrowing import check_operation
 from fhir_server.audit import metrics as security_events
 from fhir_server.auth.policy import Access, AccessDenied, Decision, decide
-from fhir_server.auth.tokens import Claims, InvalidToken, MissingToken, TokenValidator
+from fhir_server.auth.tokens import (
+    TOKEN_KEY_CHARS,
+    Claims,
+    InvalidToken,
+    MissingToken,
+    TokenValidator,
+)
 from fhir_server.fhir.errors import InvalidRequest, NotAllowed
 from fhir_server.fhir.resource_types import supports_interaction
 from fhir_server.services.conformance import CONFORMANCE_TYPES
@@ -197,7 +203,9 @@ async def authenticate(request: Request) -> Caller:
         else:
             claims = validator.validate(token)
     fhir, callers = app_state["fhir"], app_state["access_cache"]
-    caller = callers.get(token)
+    # Keyed as the validator keys it; a hit is exact, since `claims` is the very object the
+    # validator holds for this token and no other.
+    caller = callers.get(token[-TOKEN_KEY_CHARS:])
     if caller is None or caller.claims is not claims or caller.base is not fhir:
         caller = _new_caller(callers, token, claims, fhir)
     state = request.scope.setdefault("state", {})  # what `request.state` wraps
@@ -240,7 +248,7 @@ def _new_caller(cache: OrderedDict[str, Caller], token: str, claims: Claims,
     except InvalidRequest:  # an unknown role or a malformed resource scope
         raise InvalidToken("malformed claims") from None
     caller = Caller(claims, access, base, with_caller_rights(base, access), {})
-    cache[token] = caller
+    cache[token[-TOKEN_KEY_CHARS:]] = caller
     if len(cache) > CALLER_CACHE_SIZE:
         cache.popitem(last=False)
     return caller

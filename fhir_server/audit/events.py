@@ -12,7 +12,7 @@ patient the access concerned.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl
@@ -153,12 +153,12 @@ def resource_reference(record: AuditRecord) -> str | None:
     return f"{reference}/_history/{record.version_id}" if record.version_id else reference
 
 
-def patients_of(record: AuditRecord, served: Iterable[str] = ()) -> list[str]:
+def patients_of(record: AuditRecord, served: Sequence[str] = ()) -> Sequence[str]:
     """The patients the access concerned: the token's patient, the Patient read, the
     patients the resource `served` refers to and those a search names (first-seen order)."""
     if not record.patient_id and record.resource_type != "Patient" and not (
             record.interaction in SEARCHES and record.query):
-        served = list(served)  # only what was served: most often one patient, or none
+        # Only what was served: most often one patient or none, as it came.
         return served if len(served) < 2 else list(dict.fromkeys(served))
     found = ["Patient/" + record.patient_id] if record.patient_id else []
     if record.resource_type == "Patient" and record.resource_id:

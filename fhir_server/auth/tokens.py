@@ -228,6 +228,10 @@ class RemoteJwks:
 
 VERIFIED_TTL_S = 60.0
 VERIFIED_CACHE_SIZE = 4096
+# Remembered tokens are keyed by their signature's last characters: a dict hashes its whole
+# key, and hashing a ~1 kB JWT on every request costs more than the rest of the lookup. A
+# hit counts only for the very same token (`_Verified.token`).
+TOKEN_KEY_CHARS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +239,7 @@ class _Verified:
     """A token whose signature and claims passed: trusted until `fresh_until`, when either
     the remembering window ends (verify again) or `exp` plus the leeway passes (expired)."""
 
+    token: str
     claims: Claims
     fresh_until: float
     expires: float  # exp + leeway
@@ -271,8 +276,9 @@ class TokenValidator:
             return claims
         claims, exp = self._verify(token)
         expires = exp + self._leeway
-        self._verified[token] = _Verified(
-            claims, min(self._clock() + VERIFIED_TTL_S, expires), expires, claims.jti or "")
+        self._verified[token[-TOKEN_KEY_CHARS:]] = _Verified(
+            token, claims, min(self._clock() + VERIFIED_TTL_S, expires), expires,
+            claims.jti or "")
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return claims
@@ -283,13 +289,14 @@ class TokenValidator:
 
         `nbf` and `iat` passed when it was verified, so only `exp` can change the answer.
         """
-        found = self._verified.get(token)
-        if found is None:
+        key = token[-TOKEN_KEY_CHARS:]
+        found = self._verified.get(key)
+        if found is None or found.token != token:
             return None
         now = self._clock()
         if now >= found.fresh_until:
             if now >= found.expires:
-                del self._verified[token]
+                del self._verified[key]
                 raise InvalidToken("expired")
             return None
         if self._is_revoked is not None and self._is_revoked(found.jti):

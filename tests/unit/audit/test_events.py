@@ -78,7 +78,7 @@ def test_the_resource_is_versioned_and_its_patients_become_entities() -> None:
         {"actor": {"reference": "Patient/p2"}}, {"actor": {"reference": "Practitioner/d"}}]}
     vread = record("vread", version_id="3", patient_id="p1")
     event = build_audit_event(vread, server=SERVER,
-                              patients=patients_of(vread, patient_references(appointment)))
+                              patients=patients_of(vread, list(patient_references(appointment))))
 
     assert [e["what"]["reference"] for e in event["entity"]] == [
         "Appointment/a1/_history/3", "Patient/p1", "Patient/p2"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from fhir_server.auth.keys import KeySet
 from fhir_server.auth.tokens import (
     VERIFIED_TTL_S,
@@ -70,3 +73,20 @@ def test_a_remembered_token_is_verified_again_after_a_while(
     clock.at = NOW + VERIFIED_TTL_S + 1
 
     assert refusal(validator, token) == "unknown key"
+
+
+def test_a_token_sharing_a_remembered_tokens_signature_is_verified_not_remembered(
+        keys: KeySet) -> None:
+    validator = TokenValidator(issuer=ISSUER, audience=BASE_URL,
+                               jwks=StaticJwks(keys.jwks()), clock=Clock(NOW))
+    token = make_token(keys)
+    validator.validate(token)
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = "system/*.cruds"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
+    forged = f"{header}.{forged_payload.decode()}.{signature}"  # same signature, same key
+
+    assert validator.remembered(forged) is None
+    assert refusal(validator, forged) == "bad signature"
+    assert validator.remembered(token) is not None  # the real one is still remembered
