@@ -1,7 +1,8 @@
 """The router's observer: one `AuditRecord` per guarded FHIR request, buffered for the writer.
 
 Runs after the endpoint (or after the guard or endpoint raised), so the status, the
-created id and version (from `Location`) and the refusal are known. It only reads what the
+version served or written (a `VersionResponse` carries it, with the patients it refers to;
+otherwise `Location` and `ETag` tell) and the refusal are known. It only reads what the
 request already holds and buffers a small record; logging it is the background writer's job
 (`audit/writer.py`). Public routes (metadata, conformance resources) carry no caller and no
 patient data and are not audited. `admitting` wraps the router's guard so that requests wait

@@ -40,14 +40,13 @@ def location(base_url: str, stored: StoredResource) -> str:
     return f"{base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
 
 
-def resource_response(stored: StoredResource, *, status: int = 200) -> Response:
+def resource_response(stored: StoredResource, *, status: int = 200) -> VersionResponse:
     """A stored version, served as stored."""
-    return _about(stored, stored.body or b"{}", status=status,
-                           headers=version_headers(stored))
+    return _about(stored, stored.body or b"{}", status=status, headers=version_headers(stored))
 
 
 def write_response(stored: StoredResource, *, created: bool, base_url: str,
-                   preference: ReturnPreference) -> Response:
+                   preference: ReturnPreference) -> VersionResponse:
     """201/200 after a write, shaped by `Prefer: return`."""
     status = 201 if created else 200
     headers = version_headers(stored)
