@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -31,7 +32,7 @@ from fhir_server.api import (
     monitoring,
     search,
 )
-from fhir_server.api.audit_trail import admitting, record_request
+from fhir_server.api.audit_trail import admitting, recording
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.middleware import RequestIdMiddleware
 from fhir_server.api.patient_web import install_patient_web
@@ -57,12 +58,17 @@ TYPE_INTERACTIONS = INTERACTIONS_BY_TYPE  # AuditEvent: read and search only
 SYSTEM_INTERACTIONS = ("batch", "transaction", "history-system")
 
 
-def fhir_router(*, secured: bool = True) -> FhirRouter:
+def fhir_router(app_state: dict[str, Any] | None = None, *, secured: bool = True) -> FhirRouter:
     """Every FHIR route, each authorized by the guard before its endpoint runs and audited
-    after it; the router tries literal paths before `{resource_type}/{id}`. `secured=False`
-    (neither guard nor audit) exists only for the security-overhead benchmark."""
-    router = (FhirRouter(guard=admitting(guard), observer=record_request) if secured
-              else FhirRouter())
+    to the audit writer in `app_state` (the dict behind the app's `app.state`) after it; the
+    router tries literal paths before `{resource_type}/{id}`. `secured=False` (neither guard
+    nor audit) exists only for the security-overhead benchmark."""
+    if not secured:
+        router = FhirRouter()
+    elif app_state is None:
+        raise ValueError("a secured FHIR router audits to its app's state: pass app_state")
+    else:
+        router = FhirRouter(guard=admitting(guard, app_state), observer=recording(app_state))
     for module in (metadata, bundle, history, search, generate_slots, find_slots,
                    appointment_find, appointment_hold, appointment_book, appointment_reschedule,
                    instance):
@@ -142,7 +148,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                   methods=["GET"])
     if settings.auth_mode == "embedded":
         app.mount(_path_of(settings.issuer), auth_web.auth_router())
-    app.state.fhir_router = fhir_router()
+    app.state.fhir_router = fhir_router(app.state._state)  # noqa: SLF001 (State's dict)
     app.mount(prefix, app.state.fhir_router)
     if prefix:  # transactions are posted to the base itself, without a trailing slash
         app.add_route(prefix, _bundle_at_base, methods=["POST"])

@@ -6,7 +6,9 @@ otherwise `Location` and `ETag` tell) and the refusal are known. It only reads w
 request already holds and buffers a small record; logging it is the background writer's job
 (`audit/writer.py`). Public routes (metadata, conformance resources) carry no caller and no
 patient data and are not audited. `admitting` wraps the router's guard so that requests wait
-while the writer's backlog is over its high-water mark, rather than events being dropped.
+while the writer's backlog is over its high-water mark, rather than events being dropped. Both
+are built for one app and keep its state (`app.state`'s dict, where the lifespan puts the
+writer), rather than looking it up on every request.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from time import time_ns
-from typing import Final
+from typing import Any, Final
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,8 +24,8 @@ from starlette.responses import Response
 
 from fhir_server.api.errors import status_for, status_line
 from fhir_server.api.rendering import VersionResponse
-from fhir_server.api.routing import Guard
-from fhir_server.api.security import ROUTE_ACCESS, app_values
+from fhir_server.api.routing import Guard, Observer
+from fhir_server.api.security import ROUTE_ACCESS
 from fhir_server.audit.events import AuditRecord
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.auth.policy import Access, Decision
@@ -38,8 +40,8 @@ _SINGLE_RESOURCE = frozenset({"read", "vread", "create", "update", "patch", "ope
 _ONE_VERSION = frozenset({"read", "vread", "create", "update", "patch"})
 
 
-def admitting(guard: Guard) -> Guard:
-    """`guard`, run once the audit writer has room for the request's record (without a
+def admitting(guard: Guard, app_state: dict[str, Any]) -> Guard:
+    """`guard`, run once the app's audit writer has room for the request's record (without a
     coroutine of its own while there is room: it returns the guard's)."""
 
     async def wait_then_guard(writer: AuditWriter, request: Request, template: str,
@@ -48,7 +50,7 @@ def admitting(guard: Guard) -> Guard:
         await guard(request, template, method)
 
     def admit_then_guard(request: Request, template: str, method: str) -> Awaitable[None]:
-        writer: AuditWriter | None = app_values(request).get("audit_writer")
+        writer: AuditWriter | None = app_state.get("audit_writer")
         if writer is not None and writer.congested:
             return wait_then_guard(writer, request, template, method)
         return guard(request, template, method)
@@ -56,18 +58,23 @@ def admitting(guard: Guard) -> Guard:
     return admit_then_guard
 
 
-def record_request(request: Request, template: str, method: str, response: Response | None,
-                   error: BaseException | None) -> None:
-    """Buffer the audit record of one finished request; never fails the request."""
-    writer: AuditWriter | None = app_values(request).get("audit_writer")
-    rule = ROUTE_ACCESS.get((template, method))
-    if writer is None or rule is None or rule.interaction == "public":
-        return
-    try:
-        writer.submit(_record(request, rule.interaction, rule.resource_type, rule.operation,
-                              response, error))
-    except Exception:  # auditing must not turn a served request into a 500
-        log.exception("could not record an AuditEvent for %s %s", method, template)
+def recording(app_state: dict[str, Any]) -> Observer:
+    """The router's observer, buffering records for the app's audit writer."""
+
+    def record_request(request: Request, template: str, method: str,
+                       response: Response | None, error: BaseException | None) -> None:
+        """Buffer the audit record of one finished request; never fails the request."""
+        writer: AuditWriter | None = app_state.get("audit_writer")
+        rule = ROUTE_ACCESS.get((template, method))
+        if writer is None or rule is None or rule.interaction == "public":
+            return
+        try:
+            writer.submit(_record(request, rule.interaction, rule.resource_type, rule.operation,
+                                  response, error))
+        except Exception:  # auditing must not turn a served request into a 500
+            log.exception("could not record an AuditEvent for %s %s", method, template)
+
+    return record_request
 
 
 def _record(request: Request, interaction: str, fixed_type: str | None, operation: str | None,
