@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.fhir.errors import InvalidRequest
+from fhir_server.fhir.ids import FHIR_ID
 
 _DATE = r"\d{4}(-\d{2}(-\d{2})?)?"
 _TIME = r"\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _DATE_TIME = re.compile(rf"{_DATE}(T{_TIME})?")
 _INSTANT = re.compile(rf"\d{{4}}-\d{{2}}-\d{{2}}T{_TIME}")
 
@@ -40,7 +40,7 @@ VALUE_CHECKS: Mapping[str, Callable[[object], bool]] = {
     "url": _is_text,
     "canonical": _is_text,
     "markdown": _is_text,
-    "id": _matches(_ID),
+    "id": _matches(FHIR_ID),
     "boolean": lambda value: isinstance(value, bool),
     "integer": _is_int,
     "positiveInt": lambda value: _is_int(value) and value > 0,  # type: ignore[operator]
@@ -202,7 +202,7 @@ def _local_id(text: str, name: str, resource_type: str, base_url: str | None) ->
     segments = relative.split("/")
     if len(segments) == 4 and segments[2] == "_history":
         segments = segments[:2]
-    if len(segments) != 2 or segments[0] != resource_type or not _ID.fullmatch(segments[1]):
+    if len(segments) != 2 or segments[0] != resource_type or not FHIR_ID.fullmatch(segments[1]):
         raise InvalidRequest(f"Parameter '{name}' must reference a {resource_type} on this "
                              f"server as {resource_type}/<id>, not '{text}'",
                              expression=parameter_expression(name))

@@ -6,11 +6,10 @@ that the audit trail names the patients a read concerned without scanning the bo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any
 
-_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 `id`
+from fhir_server.fhir.ids import FHIR_ID
 
 
 def patient_references(resource: Any) -> Iterator[str]:
@@ -32,7 +31,7 @@ def referenced_patients(resource: Any) -> tuple[str, ...]:
     """The distinct `Patient/<id>` references of a resource, in first-seen order, leaving out
     any whose id is not a valid FHIR id (no patient here has it)."""
     return tuple(patient for patient in dict.fromkeys(patient_references(resource))
-                 if _ID.fullmatch(patient, len("Patient/")))
+                 if FHIR_ID.fullmatch(patient, len("Patient/")))
 
 
 def patient_of_reference(reference: str) -> str | None:

@@ -8,13 +8,13 @@ parameter, so the API layer only maps it to a 400.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fhir_server.fhir.errors import InvalidRequest
+from fhir_server.fhir.ids import FHIR_ID
 from fhir_server.fhir.search.dates import parse_date_range
 
 Code = tuple[str | None, str]
@@ -28,7 +28,6 @@ MAX_DURATION = 24 * 60
 ACTOR_ORDER = ("Practitioner", "PractitionerRole", "Schedule", "Location", "Device")
 """Groups are ANDed in this order; the first one present decides the offered start times."""
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -275,7 +274,7 @@ def local_reference(value: str, target: str | None, name: str) -> str:
     """`Type/id` from a relative, absolute or bare-id reference; InvalidRequest otherwise."""
     parts = value.strip().split("/_history/")[0].rstrip("/").split("/")
     kind, id_ = (parts[-2], parts[-1]) if len(parts) >= 2 else (target, parts[-1])
-    if kind != target or not _ID.fullmatch(id_ or ""):
+    if kind != target or not FHIR_ID.fullmatch(id_ or ""):
         raise InvalidRequest(f"'{name}' must reference a {target}, e.g. {target}/123; got "
                              f"'{value}'", expression=name)
     return f"{kind}/{id_}"

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -40,6 +39,7 @@ from fhir_server.auth.server.adapter import (
 from fhir_server.auth.server.launch import Grantee, LaunchContext, bare_id
 from fhir_server.auth.server.login_session import FIELD as CSRF_FIELD
 from fhir_server.auth.server.users import UserRecord
+from fhir_server.fhir.ids import FHIR_ID
 from fhir_server.services.launch_patients import chosen_patient, patient_choices
 
 PAGES: Final = jinja2.Environment(
@@ -50,7 +50,6 @@ HTML_HEADERS: Final = {
                                "frame-ancestors 'none'",
 }
 LOGIN_FIELDS: Final = ("username", "password", CSRF_FIELD)
-PATIENT_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # The look SMART apps may adopt (`smart_style_url`), served at `<issuer>/smart-style.json`.
 SMART_STYLE: Final = {
     "color_background": "#f5f7fa", "color_error": "#b42318", "color_highlight": "#0b5cad",
@@ -125,7 +124,7 @@ async def pick_patient(request: Request) -> Response:
     if chosen is None:
         return await _picker_page(request, grant, user, ticket, name=form.get("name", ""))
     choice = None
-    if PATIENT_ID.fullmatch(chosen):
+    if FHIR_ID.fullmatch(chosen):
         choice = await chosen_patient(request.app.state.fhir, chosen, seen_by=_seen_by(user),
                                       now=datetime.now(UTC))
     if choice is None:

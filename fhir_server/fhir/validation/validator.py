@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fhir_server.fhir.errors import (
@@ -11,6 +10,7 @@ from fhir_server.fhir.errors import (
     UnsupportedResourceType,
     ValidationFailed,
 )
+from fhir_server.fhir.ids import FHIR_ID
 from fhir_server.fhir.validation.bindings import binding_issues
 from fhir_server.fhir.validation.cardinality import cardinality_issues
 from fhir_server.fhir.validation.definitions import UnknownDefinition, resource_index
@@ -18,8 +18,6 @@ from fhir_server.fhir.validation.invariants import invariant_issues
 from fhir_server.fhir.validation.references import reference_issues
 from fhir_server.fhir.validation.structure import structure_issues
 from fhir_server.fhir.validation.walker import iter_nodes
-
-_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def validate_resource(resource: object, *, resource_type: str) -> None:
@@ -49,7 +47,7 @@ def collect_issues(resource: dict[str, Any], resource_type: str) -> list[Issue]:
 def identity_issues(resource: dict[str, Any], resource_type: str) -> list[Issue]:
     """A client-supplied `id` must be 1-64 of `[A-Za-z0-9-.]`; meta.versionId etc. may be sent."""
     resource_id = resource.get("id")
-    if not isinstance(resource_id, str) or _ID_PATTERN.fullmatch(resource_id):
+    if not isinstance(resource_id, str) or FHIR_ID.fullmatch(resource_id):
         return []  # a non-string id is a structure issue reported by the model
     return [Issue(code="value",
                   diagnostics=f"Invalid id {resource_id!r}: use 1-64 letters, digits, '-' or '.'",
